@@ -1,0 +1,41 @@
+"""Reference genotypes, in one place: EfficientNet-B0, MnasNet-A1 and MobileNetV2 (all at 224)."""
+from __future__ import annotations
+
+from .genotype import Genotype, GenotypeError, parse
+
+# Tan & Le 2019, Table 1: every MBConv has SE 0.25 of its input channels; Swish.
+EFFICIENTNET_B0 = (
+    "swish_r224:stem_c32_k3_s2:"
+    "ir_r1_k3_s1_e1_c16_se0.25:ir_r2_k3_s2_e6_c24_se0.25:ir_r2_k5_s2_e6_c40_se0.25:"
+    "ir_r3_k3_s2_e6_c80_se0.25:ir_r3_k5_s1_e6_c112_se0.25:ir_r4_k5_s2_e6_c192_se0.25:"
+    "ir_r1_k3_s1_e6_c320_se0.25:head_c1280"
+)
+
+# Tan et al. 2019, the TF block strings of MnasNet-A1; ReLU.
+MNASNET_A1 = (
+    "relu_r224:stem_c32_k3_s2:"
+    "ir_r1_k3_s1_e1_c16_noskip:ir_r2_k3_s2_e6_c24:ir_r3_k5_s2_e3_c40_se0.25:"
+    "ir_r4_k3_s2_e6_c80:ir_r2_k3_s1_e6_c112_se0.25:ir_r3_k5_s2_e6_c160_se0.25:"
+    "ir_r1_k3_s1_e6_c320:head_c1280"
+)
+
+# Sandler et al. 2018 (ReLU6 in the paper; ReLU here), no SE.
+MOBILENET_V2 = (
+    "relu_r224:stem_c32_k3_s2:"
+    "ir_r1_k3_s1_e1_c16:ir_r2_k3_s2_e6_c24:ir_r3_k3_s2_e6_c32:ir_r4_k3_s2_e6_c64:"
+    "ir_r3_k3_s1_e6_c96:ir_r3_k3_s2_e6_c160:ir_r1_k3_s1_e6_c320:head_c1280"
+)
+
+REFERENCES: dict[str, str] = {
+    "efficientnet-b0": EFFICIENTNET_B0,
+    "mnasnet-a1": MNASNET_A1,
+    "mobilenet-v2": MOBILENET_V2,
+}
+
+
+def reference(name: str) -> Genotype:
+    """The reference genotype called `name` (see REFERENCES for the names)."""
+    key = name.lower().replace("_", "-")
+    if key not in REFERENCES:
+        raise GenotypeError(f"unknown reference genotype {name!r}; known: {sorted(REFERENCES)}")
+    return parse(REFERENCES[key])
