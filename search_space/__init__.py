@@ -4,12 +4,12 @@ Importing this package does not import torch; `search_space.model` does.
 """
 from .cost import Cost, cost, layer_cost
 from .genotype import Genotype, GenotypeError, Stage, Stem, parse
-from .references import REFERENCES, reference
+from .references import REFERENCES, load_genotype, reference
 from .rounding import round_channels, round_layers, round_resolution, scale_genotype, se_channels
 from .space import Decision, SearchSpace, SpaceError, as_decisions, default_space_path, load_space
 
 __all__ = [
     "Cost", "cost", "layer_cost", "Genotype", "GenotypeError", "Stage", "Stem", "parse", "REFERENCES",
-    "reference", "round_channels", "round_layers", "round_resolution", "scale_genotype", "se_channels",
+    "reference", "load_genotype", "round_channels", "round_layers", "round_resolution", "scale_genotype", "se_channels",
     "Decision", "SearchSpace", "SpaceError", "as_decisions", "default_space_path", "load_space",
 ]

@@ -146,8 +146,11 @@ def build_model(genotype: Genotype | str, num_classes: int = 1000, in_channels: 
     return GenotypeNet(genotype, num_classes=num_classes, in_channels=in_channels, **options)
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of every Conv2d and Linear, counted with forward hooks at batch 1."""
+def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: str | torch.device = "cpu") -> int:
+    """Multiply-adds of every Conv2d and Linear, counted with forward hooks at batch 1.
+
+    `device="meta"` counts a model built on the meta device without computing anything.
+    """
     total = 0
 
     def conv_hook(m: nn.Conv2d, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -169,7 +172,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros((1, *input_shape)))
+            model(torch.zeros((1, *input_shape), device=device))
     finally:
         for h in handles:
             h.remove()

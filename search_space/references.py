@@ -39,3 +39,23 @@ def reference(name: str) -> Genotype:
     if key not in REFERENCES:
         raise GenotypeError(f"unknown reference genotype {name!r}; known: {sorted(REFERENCES)}")
     return parse(REFERENCES[key])
+
+
+def load_genotype(source: str) -> Genotype:
+    """A genotype from a reference name, a genotype YAML file or a genotype string."""
+    from pathlib import Path
+
+    if source.lower().replace("_", "-") in REFERENCES:
+        return reference(source)
+    p = Path(source)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise GenotypeError(f"genotype file {source!r} does not exist")
+        try:
+            return Genotype.from_yaml(p.read_text())
+        except GenotypeError as e:
+            raise GenotypeError(f"{source}: {e}") from None
+    if ":" in source:
+        return parse(source)
+    raise GenotypeError(f"{source!r} is neither a reference name ({', '.join(sorted(REFERENCES))}), "
+                        f"a genotype YAML file nor a genotype string")

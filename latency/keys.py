@@ -1,0 +1,238 @@
+"""Canonical keys of latency-table entries, and the entries a genotype or a space needs.
+
+A key names everything that changes a probe's graph, and nothing else. Keys use only letters,
+digits, ``-``, ``.`` and ``x``, so they double as file names in the phone kit::
+
+    invoke                                               per-invoke overhead (trivial model)
+    stem-in224x224x3-out32-k3-s2-swish                   stem conv + BN + act
+    ir-in112x112x32-out16-k3-s1-e1-se0.25-res0-swish     one block (res1: identity residual used)
+    head-in7x7x320-out1280-cls1000-swish                 1x1 conv + act, global pool, classifier
+
+Pure Python (no torch, no LiteRT): the predictor calls these thousands of times a second.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Union
+
+from search_space.cost import conv_out
+from search_space.genotype import Genotype, Stage, uses_residual
+
+INVOKE_KEY = "invoke"
+
+
+def _fmt_se(se: float) -> str:
+    return format(float(se), "g")
+
+
+@dataclass(frozen=True)
+class InvokeSpec:
+    """The trivial model whose time is the per-invoke overhead."""
+
+    kind = "invoke"
+
+    @property
+    def key(self) -> str:
+        """The entry key."""
+        return INVOKE_KEY
+
+
+@dataclass(frozen=True)
+class StemSpec:
+    """The stem conv at an input size."""
+
+    h: int
+    w: int
+    c_in: int
+    c_out: int
+    kernel: int
+    stride: int
+    act: str
+    kind = "stem"
+
+    @property
+    def key(self) -> str:
+        """The entry key."""
+        return f"stem-in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}-{self.act}"
+
+    @property
+    def input_hwc(self) -> tuple[int, int, int]:
+        """Input shape H, W, C."""
+        return self.h, self.w, self.c_in
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block (layer of a stage) at an input size; `residual` is whether the identity is added."""
+
+    op: str
+    h: int
+    w: int
+    c_in: int
+    c_out: int
+    kernel: int
+    stride: int
+    expansion: int
+    se: float
+    residual: bool
+    act: str
+    kind = "block"
+
+    @property
+    def key(self) -> str:
+        """The entry key."""
+        return (f"{self.op}-in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}"
+                f"-e{self.expansion}-se{_fmt_se(self.se)}-res{int(self.residual)}-{self.act}")
+
+    @property
+    def input_hwc(self) -> tuple[int, int, int]:
+        """Input shape H, W, C."""
+        return self.h, self.w, self.c_in
+
+    def stage(self) -> Stage:
+        """A one-layer Stage that builds this block (skip chosen so the residual matches)."""
+        return Stage(op=self.op, kernel=self.kernel, expansion=self.expansion, se=float(self.se),
+                     skip="identity" if self.residual else "none", channels=self.c_out, layers=1,
+                     stride=self.stride)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The head: 1x1 conv to `channels` + act, global average pool, linear classifier."""
+
+    h: int
+    w: int
+    c_in: int
+    channels: int
+    num_classes: int
+    act: str
+    kind = "head"
+
+    @property
+    def key(self) -> str:
+        """The entry key."""
+        return f"head-in{self.h}x{self.w}x{self.c_in}-out{self.channels}-cls{self.num_classes}-{self.act}"
+
+    @property
+    def input_hwc(self) -> tuple[int, int, int]:
+        """Input shape H, W, C."""
+        return self.h, self.w, self.c_in
+
+
+Spec = Union[InvokeSpec, StemSpec, BlockSpec, HeadSpec]
+
+_NUM = r"(\d+)"
+_HWC = rf"in{_NUM}x{_NUM}x{_NUM}"
+_ACT = r"(swish|relu)"
+_STEM_RE = re.compile(rf"stem-{_HWC}-out{_NUM}-k{_NUM}-s{_NUM}-{_ACT}")
+_BLOCK_RE = re.compile(rf"(ir|ds|cn)-{_HWC}-out{_NUM}-k{_NUM}-s{_NUM}-e{_NUM}-se([0-9.e-]+)-res([01])-{_ACT}")
+_HEAD_RE = re.compile(rf"head-{_HWC}-out{_NUM}-cls{_NUM}-{_ACT}")
+
+
+def parse_key(key: str) -> Spec:
+    """The spec a key stands for; ValueError for a string that is not a key."""
+    if key == INVOKE_KEY:
+        return InvokeSpec()
+    if m := _STEM_RE.fullmatch(key):
+        h, w, c, o, k, s = map(int, m.groups()[:6])
+        return StemSpec(h, w, c, o, k, s, m.group(7))
+    if m := _BLOCK_RE.fullmatch(key):
+        op = m.group(1)
+        h, w, c, o, k, s, e = map(int, m.groups()[1:8])
+        return BlockSpec(op, h, w, c, o, k, s, e, float(m.group(9)), m.group(10) == "1", m.group(11))
+    if m := _HEAD_RE.fullmatch(key):
+        h, w, c, o, n = map(int, m.groups()[:5])
+        return HeadSpec(h, w, c, o, n, m.group(6))
+    raise ValueError(f"{key!r} is not a latency-table key")
+
+
+@lru_cache(maxsize=1 << 16)
+def block_key(op: str, kernel: int, expansion: int, se: float, residual: bool, h: int, w: int, c_in: int,
+              c_out: int, stride: int, act: str) -> str:
+    """The key of one block (cached: the predictor's hot path)."""
+    return BlockSpec(op, h, w, c_in, c_out, kernel, stride, expansion, se, residual, act).key
+
+
+def genotype_specs(g: Genotype, resolution: int | None = None, num_classes: int = 1000,
+                   in_channels: int = 3) -> list[Spec]:
+    """The stem, every block and the head of a genotype at a resolution (default: its own)."""
+    res = resolution or g.resolution
+    act = g.activation
+    st = g.stem
+    h = w = res
+    out: list[Spec] = [StemSpec(h, w, in_channels, st.channels, st.kernel, st.stride, act)]
+    h, w = conv_out(h, st.kernel, st.stride), conv_out(w, st.kernel, st.stride)
+    for _, stage, c_in, c_out, stride in g.layers():
+        out.append(BlockSpec(stage.op, h, w, c_in, c_out, stage.kernel, stride, stage.expansion, float(stage.se),
+                             uses_residual(stage, c_in, c_out, stride), act))
+        h, w = conv_out(h, stage.kernel, stride), conv_out(w, stage.kernel, stride)
+    out.append(HeadSpec(h, w, g.stages[-1].channels, g.head, num_classes, act))
+    return out
+
+
+def genotype_keys(g: Genotype, resolution: int | None = None, num_classes: int = 1000,
+                  in_channels: int = 3) -> list[str]:
+    """The entry keys of stem, blocks and head (no `invoke`), in network order; fast."""
+    res = resolution or g.resolution
+    act = g.activation
+    st = g.stem
+    h = w = res
+    keys = [f"stem-in{h}x{w}x{in_channels}-out{st.channels}-k{st.kernel}-s{st.stride}-{act}"]
+    h, w = conv_out(h, st.kernel, st.stride), conv_out(w, st.kernel, st.stride)
+    for _, stage, c_in, c_out, stride in g.layers():
+        keys.append(block_key(stage.op, stage.kernel, stage.expansion, float(stage.se),
+                              uses_residual(stage, c_in, c_out, stride), h, w, c_in, c_out, stride, act))
+        h, w = conv_out(h, stage.kernel, stride), conv_out(w, stage.kernel, stride)
+    keys.append(f"head-in{h}x{w}x{g.stages[-1].channels}-out{g.head}-cls{num_classes}-{act}")
+    return keys
+
+
+def space_specs(space: Any, resolution: int | None = None, num_classes: int = 1000,
+                in_channels: int = 3) -> list[Spec]:
+    """Every distinct entry reachable in a SearchSpace (plus `invoke`), in network order, no duplicates.
+
+    Input channels of a stage's first layer range over the previous stage's channel choices; the
+    later layers of a stage (when it may have more than one) map its channels to themselves at
+    stride 1, with or without the residual as the skip choices allow.
+    """
+    from search_space.space import OP_CHOICES
+
+    spec = space.to_dict()
+    res = resolution or spec["resolution"]
+    act = spec["activation"]
+    stem = spec["stem"]
+    seen: dict[str, Spec] = {INVOKE_KEY: InvokeSpec()}
+
+    def add(s: Spec) -> None:
+        seen.setdefault(s.key, s)
+
+    h = w = res
+    for c in stem["channels"]:
+        add(StemSpec(h, w, in_channels, c, stem["kernel"], stem["stride"], act))
+    h, w = conv_out(h, stem["kernel"], stem["stride"]), conv_out(w, stem["kernel"], stem["stride"])
+    prev = list(stem["channels"])
+    for st in spec["stages"]:
+        s = st["stride"]
+        ho = wo = None
+        for op_name in st["op"]:
+            op, e = OP_CHOICES[op_name]
+            for k in st["kernel"]:
+                ho, wo = conv_out(h, k, s), conv_out(w, k, s)
+                for se in st["se"]:
+                    for skip in st["skip"]:
+                        for c_out in st["channels"]:
+                            stage = Stage(op, k, e, float(se), skip, c_out, 1, s)
+                            for c_in in prev:
+                                add(BlockSpec(op, h, w, c_in, c_out, k, s, e, float(se),
+                                              uses_residual(stage, c_in, c_out, s), act))
+                            if max(st["layers"]) > 1:
+                                add(BlockSpec(op, ho, wo, c_out, c_out, k, 1, e, float(se),
+                                              uses_residual(stage, c_out, c_out, 1), act))
+        h, w = ho, wo
+        prev = list(st["channels"])
+    for c_in in prev:
+        for head in spec["head"]:
+            add(HeadSpec(h, w, c_in, head, num_classes, act))
+    return list(seen.values())

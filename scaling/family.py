@@ -1,0 +1,91 @@
+"""Emit a scaled family (rows of width, depth, resolution, params, MACs) from any genotype."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+from search_space.cost import cost
+from search_space.genotype import Genotype
+
+from .compound import OFFICIAL, Multipliers, apply, compound, official
+
+
+@dataclass
+class Member:
+    """One scaled model of a family and its cost."""
+
+    name: str
+    phi: float
+    width: float
+    depth: float
+    resolution: int
+    params: int
+    macs: int
+    genotype: Genotype
+    dropout: float | None = None
+
+    def row(self) -> dict:
+        """The JSON/table row (without the genotype object)."""
+        d = asdict(self)
+        d.pop("genotype")
+        d["genotype"] = self.genotype.to_string()
+        if d["dropout"] is None:
+            d.pop("dropout")
+        return d
+
+
+def member(base: Genotype, m: Multipliers, name: str, num_classes: int = 1000, in_channels: int = 3) -> Member:
+    """Scale `base` by `m` and count its cost."""
+    g = apply(base, m)
+    c = cost(g, in_channels=in_channels, num_classes=num_classes)
+    return Member(name=name, phi=m.phi, width=m.width, depth=m.depth, resolution=g.resolution,
+                  params=c.params, macs=c.macs, genotype=g, dropout=m.dropout)
+
+
+def official_family(base: Genotype, prefix: str = "efficientnet", num_classes: int = 1000,
+                    in_channels: int = 3) -> list[Member]:
+    """B0..B7 with the released coefficients."""
+    return [member(base, official(k, base.resolution), f"{prefix}-{k}", num_classes, in_channels) for k in OFFICIAL]
+
+
+def compound_family(base: Genotype, alpha: float, beta: float, gamma: float, phis: Iterable[float],
+                    prefix: str = "model", num_classes: int = 1000, in_channels: int = 3) -> list[Member]:
+    """One member per phi with depth alpha^phi, width beta^phi, resolution gamma^phi."""
+    return [member(base, compound(alpha, beta, gamma, phi, base.resolution), f"{prefix}-phi{_fmt(phi)}",
+                   num_classes, in_channels) for phi in phis]
+
+
+def write_members(members: list[Member], out: str | Path) -> list[Path]:
+    """Write one genotype YAML per member into `out`; returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for m in members:
+        p = out / f"{m.name}.yaml"
+        header = (f"# {m.name}: phi={_fmt(m.phi)} width={m.width:g} depth={m.depth:g} resolution={m.resolution}"
+                  f" params={m.params:,} macs={m.macs:,}\n")
+        p.write_text(header + m.genotype.to_yaml(name=m.name))
+        paths.append(p)
+    return paths
+
+
+def format_table(members: list[Member], base_macs: int | None = None) -> str:
+    """A readable Markdown table of a family."""
+    head = "| name | phi | width | depth | resolution | params | MACs |"
+    sep = "|---|---:|---:|---:|---:|---:|---:|"
+    if base_macs:
+        head += " MACs / base | 2^phi |"
+        sep += "---:|---:|"
+    lines = [head, sep]
+    for m in members:
+        line = (f"| {m.name} | {_fmt(m.phi)} | {m.width:g} | {m.depth:g} | {m.resolution} | {m.params:,} | "
+                f"{m.macs / 1e6:,.1f}M |")
+        if base_macs:
+            line += f" {m.macs / base_macs:.2f} | {2 ** m.phi:g} |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"

@@ -1,0 +1,75 @@
+"""The pure-Python cost model agrees exactly with the torch module, and reproduces the papers."""
+import random
+
+import pytest
+import torch
+
+from search_space import cost, load_space, reference
+from search_space.model import build_model, count_macs, count_params
+from scaling import official, apply
+
+# REFERENCE.md: exact params (torchvision/timm) and hook-counted MACs at the official resolutions.
+PARAMS = [5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960]
+HOOK_MACS = [385_814_752, 686_802_832, 993_561_872, 1_827_141_392, 4_393_771_024, 10_266_384_752,
+             19_067_593_536, 37_745_884_192]
+PAPER_MACS = [0.39e9, 0.70e9, 1.0e9, 1.8e9, 4.2e9, 9.9e9, 19e9, 37e9]
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_official_efficientnets(i):
+    g = apply(reference("efficientnet-b0"), official(f"b{i}"))
+    c = cost(g)
+    assert c.params == PARAMS[i]
+    assert abs(c.macs - HOOK_MACS[i]) / HOOK_MACS[i] < 0.005
+    assert abs(c.macs - PAPER_MACS[i]) / PAPER_MACS[i] < 0.05
+
+
+def test_width_depth_arguments_equal_scaled_genotype():
+    b0 = reference("efficientnet-b0")
+    assert cost(b0, 600, width=2.0, depth=3.1).params == PARAMS[7]
+    assert cost(b0, 600, width=2.0, depth=3.1).macs == HOOK_MACS[7]
+
+
+def test_mnasnet_a1():
+    c = cost(reference("mnasnet-a1"))
+    assert abs(c.params - 3.9e6) / 3.9e6 < 0.03
+    assert abs(c.macs - 312e6) / 312e6 < 0.03
+
+
+def _agree(g, res, in_ch, classes, device):
+    with torch.device(device):
+        m = build_model(g, num_classes=classes, in_channels=in_ch)
+    c = cost(g, res, in_channels=in_ch, num_classes=classes)
+    assert count_params(m) == c.params, g.to_string()
+    assert count_macs(m, (in_ch, res, res), device=device) == c.macs, (g.to_string(), res)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-b0", "mnasnet-a1", "mobilenet-v2"])
+@pytest.mark.parametrize("res", [224, 97, 32])
+def test_references_agree_with_builder(name, res):
+    _agree(reference(name), res, 3, 1000, "cpu" if res < 100 else "meta")
+
+
+def test_200_random_members_agree_with_builder(root):
+    """Random members of all three spaces, at several resolutions, channels and classes."""
+    rng = random.Random(7)
+    spaces = [load_space(root / "configs" / f"space_{n}.yaml") for n in ("mnas", "cifar", "digits")]
+    for i in range(210):
+        space = spaces[i % 3]
+        g = space.sample(rng)
+        res = rng.choice([space.resolution, space.resolution // 2 + 1, space.resolution * 2 - 3])
+        _agree(g, res, rng.choice([1, 3, 4]), rng.choice([10, 1000]), "meta")
+
+
+def test_random_members_agree_on_real_tensors(root):
+    rng = random.Random(11)
+    space = load_space(root / "configs" / "space_digits.yaml")
+    for _ in range(10):
+        _agree(space.sample(rng), 16, 1, 10, "cpu")
+
+
+def test_non_square_input():
+    g = reference("mobilenet-v2")
+    with torch.device("meta"):
+        m = build_model(g)
+    assert count_macs(m, (3, 160, 96), device="meta") == cost(g, (160, 96)).macs

@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from search_space import Genotype, reference
+from scaling import compound, compound_family, official_family
+from search_space.rounding import round_channels, round_layers
+
+from test_cost import HOOK_MACS, PARAMS
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "scaling", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_rounding_rules():
+    assert round_channels(32, 1.1) == 32 and round_channels(1280, 1.1) == 1408
+    assert round_channels(24, 0.5) == 16  # 12 -> 16 (8-multiple), not below 0.9 x
+    assert round_channels(16, 0.25) == 8  # never below the divisor
+    assert round_layers(3, 1.1) == 4 and round_layers(1, 3.1) == 4 and round_layers(2, 1.0) == 2
+
+
+def test_compound_map():
+    m = compound(1.2, 1.1, 1.15, 2, 224)
+    assert m.depth == pytest.approx(1.44) and m.width == pytest.approx(1.21)
+    assert m.resolution == 296  # 224 * 1.3225 = 296.24 -> nearest multiple of 8
+    with pytest.raises(ValueError, match="alpha"):
+        compound(0.9, 1.1, 1.15, 1)
+
+
+def test_official_family_matches_reference_md():
+    fam = official_family(reference("efficientnet-b0"))
+    assert [m.params for m in fam] == PARAMS
+    assert [m.macs for m in fam] == HOOK_MACS
+    assert [m.resolution for m in fam] == [224, 240, 260, 300, 380, 456, 528, 600]
+
+
+def test_any_genotype_scales():
+    fam = compound_family(reference("mnasnet-a1"), 1.2, 1.1, 1.15, [1, 2, 3])
+    macs = [m.macs for m in fam]
+    assert macs == sorted(macs)
+    assert all(m.genotype.activation == "relu" for m in fam)
+
+
+def test_cli_official_json():
+    r = run("emit", "efficientnet-b0", "--official", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["name"] for row in rows] == [f"efficientnet-b{i}" for i in range(8)]
+    assert [row["params"] for row in rows] == PARAMS
+    assert [row["macs"] for row in rows] == HOOK_MACS
+    assert [row["phi"] for row in rows] == list(range(8))
+    assert {"name", "phi", "width", "depth", "resolution", "params", "macs"} <= set(rows[0])
+
+
+def test_cli_emit_writes_yaml(tmp_path):
+    r = run("emit", "efficientnet-b0", "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15",
+            "--phi", "1", "2", "3", "--out", str(tmp_path / "fam"))
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "fam").glob("*.yaml"))
+    assert len(files) == 3
+    g = Genotype.from_yaml(files[0].read_text())
+    assert g.resolution == 256 and g.stem.channels == 32
+    assert "| name |" in r.stdout and "efficientnet-phi3" in r.stdout
+    # a written file is itself a valid SOURCE
+    r2 = run("emit", str(files[0]), "--phi", "1", "--json")
+    assert r2.returncode == 0, r2.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["emit", "does-not-exist.yaml"], "does not exist"),
+    (["emit", "efficientnet-b9"], "neither a reference name"),
+    (["emit", "swish_r224:stem_c32_k3_s2:zz_r1:head_c10"], "bad stage token"),
+    (["emit", "efficientnet-b0", "--alpha", "0.5"], "alpha"),
+])
+def test_cli_errors_are_one_line(args, msg):
+    r = run(*args)
+    assert r.returncode != 0
+    assert msg in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_malformed_yaml(tmp_path):
+    p = tmp_path / "g.yaml"
+    p.write_text("stages: [{op: ir, kernel: 3}]\n")
+    r = run("emit", str(p))
+    assert r.returncode != 0 and "missing" in r.stderr and "Traceback" not in r.stderr
