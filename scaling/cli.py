@@ -41,6 +41,29 @@ def _emit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .export import export, run_exported
+    from .models import build
+
+    g = load_genotype(args.source)
+    res = args.resolution or g.resolution
+    model = build(g, num_classes=args.classes, in_channels=args.in_channels, weights=args.weights).eval()
+    path = export(model, res, args.format, args.out, args.in_channels)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes, {args.format}, input {args.in_channels}x{res}x{res})")
+    if not args.no_check:
+        x = np.random.default_rng(0).standard_normal((2, args.in_channels, res, res)).astype(np.float32)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        diff = float(np.abs(run_exported(path, args.format, x) - ref).max())
+        print(f"max abs difference to PyTorch on random inputs: {diff:.2e}")
+        if diff > 1e-4:
+            raise CliError(f"exported outputs differ from PyTorch by {diff:.2e} (> 1e-4)")
+    return 0
+
+
 def _coefficients(args: argparse.Namespace) -> tuple[float, float, float]:
     vals = dict(zip(("alpha", "beta", "gamma"), PAPER_COEFFICIENTS))
     if getattr(args, "coefficients", None):
@@ -93,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     e.add_argument("--name", help="name prefix of the emitted models")
     e.set_defaults(func=_emit)
+    x = sub.add_parser("export", help="export a genotype (with trained weights) to ONNX, TFLite or TorchScript")
+    x.add_argument("source", help="genotype YAML (or reference name)")
+    x.add_argument("--weights", help="state dict saved with torch.save (loaded with weights_only=True)")
+    x.add_argument("--format", required=True, choices=["onnx", "tflite", "torchscript"])
+    x.add_argument("--out", required=True, help="output file")
+    x.add_argument("--resolution", type=int, help="input size (default: the genotype's resolution)")
+    x.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
+    x.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    x.add_argument("--no-check", action="store_true", help="skip comparing the file's outputs with PyTorch")
+    x.set_defaults(func=_export)
     for register in EXTRA_COMMANDS:
         register(sub)
     return p
@@ -107,6 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CliError, GenotypeError, ValueError, OSError) as e:
+    except (CliError, GenotypeError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

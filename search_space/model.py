@@ -113,10 +113,12 @@ class GenotypeNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # The official EfficientNet init: fan-out normal for convs, uniform for the classifier.
+        # The official EfficientNet init: fan-out normal for convs (fan-out per group, so that
+        # depthwise convs are not scaled down by their channel count), uniform for the classifier.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.BatchNorm2d):
