@@ -60,12 +60,12 @@ class PPOController(Controller):
     name = "ppo"
     OPTIONS: dict[str, Any] = {
         "hidden_size": 64,
-        "lr": 5e-3,
+        "lr": 3e-3,
         "batch_size": 8,
         "epochs": 4,
         "clip": 0.2,
         "baseline_decay": 0.95,
-        "entropy_coef": 1e-3,
+        "entropy_coef": 1e-2,
         "normalize_advantage": True,
         "max_grad_norm": 1.0,
         "init_range": 0.1,
@@ -77,7 +77,10 @@ class PPOController(Controller):
         o = self.options
         # One explicit generator for init and sampling keeps the global torch RNG untouched.
         self._gen = torch.Generator().manual_seed(self.seed)
-        self.policy = _Policy(self.sizes, o["hidden_size"])
+        # nn modules draw their default init from the global RNG; fork it so it stays untouched
+        # (the weights are overwritten from our own generator right after).
+        with torch.random.fork_rng(devices=[]):
+            self.policy = _Policy(self.sizes, o["hidden_size"])
         with torch.no_grad():
             for p in self.policy.parameters():
                 # Small uniform weights (as in ENAS) start the policy close to uniform.
