@@ -24,11 +24,12 @@ def _emit(args: argparse.Namespace) -> int:
     if args.official:
         if any(v is not None for v in (args.alpha, args.beta, args.gamma, args.phi)):
             raise CliError("--official takes no --alpha/--beta/--gamma/--phi")
-        members = official_family(base, prefix, args.classes, args.in_channels)
+        members = official_family(base, prefix, args.classes or 1000, args.in_channels)
     else:
-        alpha, beta, gamma = _coefficients(args)
-        phis = args.phi if args.phi is not None else [1, 2, 3, 4, 5, 6, 7]
-        members = compound_family(base, alpha, beta, gamma, phis, prefix, args.classes, args.in_channels)
+        alpha, beta, gamma, divisor, file_phis = _coefficients(args)
+        phis = args.phi or file_phis or [1, 2, 3, 4, 5, 6, 7]
+        classes = args.classes or getattr(args, "_file_classes", None) or 1000
+        members = compound_family(base, alpha, beta, gamma, phis, prefix, classes, args.in_channels, divisor)
     if args.out:
         paths = write_members(members, args.out)
         if not args.json:
@@ -36,7 +37,7 @@ def _emit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.row() for m in members], indent=2))
     else:
-        base_macs = cost(base, in_channels=args.in_channels, num_classes=args.classes).macs
+        base_macs = cost(base, in_channels=args.in_channels, num_classes=members[0].num_classes).macs
         print(format_table(members, base_macs))
     return 0
 
@@ -64,20 +65,41 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _coefficients(args: argparse.Namespace) -> tuple[float, float, float]:
-    vals = dict(zip(("alpha", "beta", "gamma"), PAPER_COEFFICIENTS))
+def _grid(args: argparse.Namespace) -> int:
+    # The grid trains networks, so this subcommand uses the search's proxy trainer (nas); the
+    # rest of the scaling package does not depend on nas.
+    from pathlib import Path
+
+    from nas.grid import load_grid_config, run_grid
+
+    base = load_genotype(args.baseline)
+    cfg = load_grid_config(args.config, args.set)
+    out = Path(args.out or cfg.out or Path("runs") / f"{cfg.name}-grid")
+    s = run_grid(base, cfg.data, cfg.train, cfg.scaling, out, resume=args.resume, progress=not args.quiet)
+    print(Path(s.report_path).read_text())
+    b = s.best
+    print(f"chosen: alpha={b['alpha']:.2f} beta={b['beta']:.2f} gamma={b['gamma']:.2f} "
+          f"(accuracy {b['accuracy']:.4f}, {b['macs_ratio']:.2f}x the baseline's MACs) -> {s.coefficients_path}")
+    return 0
+
+
+def _coefficients(args: argparse.Namespace) -> tuple[float, float, float, int, list[float] | None]:
+    vals: dict = dict(zip(("alpha", "beta", "gamma"), PAPER_COEFFICIENTS), divisor=8, phis=None)
     if getattr(args, "coefficients", None):
         vals.update(_read_coefficients(args.coefficients))
-    for k in vals:
-        if getattr(args, k) is not None:
+        args._file_classes = vals.pop("num_classes", None)
+    for k in ("alpha", "beta", "gamma", "divisor"):
+        if getattr(args, k, None) is not None:
             vals[k] = getattr(args, k)
-    for k, v in vals.items():
-        if v < 1.0:
-            raise CliError(f"--{k} must be >= 1, got {v}")
-    return vals["alpha"], vals["beta"], vals["gamma"]
+    for k in ("alpha", "beta", "gamma"):
+        if vals[k] < 1.0:
+            raise CliError(f"--{k} must be >= 1, got {vals[k]}")
+    if vals["divisor"] < 1:
+        raise CliError(f"--divisor must be >= 1, got {vals['divisor']}")
+    return vals["alpha"], vals["beta"], vals["gamma"], int(vals["divisor"]), vals["phis"]
 
 
-def _read_coefficients(path: str) -> dict[str, float]:
+def _read_coefficients(path: str) -> dict:
     import yaml
     from pathlib import Path
 
@@ -88,7 +110,14 @@ def _read_coefficients(path: str) -> dict[str, float]:
     data = data.get("coefficients", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not all(k in data for k in ("alpha", "beta", "gamma")):
         raise CliError(f"{path}: expected keys alpha, beta and gamma")
-    return {k: float(data[k]) for k in ("alpha", "beta", "gamma")}
+    out: dict = {k: float(data[k]) for k in ("alpha", "beta", "gamma")}
+    if "divisor" in data:
+        out["divisor"] = int(data["divisor"])
+    if data.get("num_classes"):
+        out["num_classes"] = int(data["num_classes"])
+    if data.get("phis"):
+        out["phis"] = [float(v) for v in data["phis"]]
+    return out
 
 
 def _prefix(source: str) -> str:
@@ -110,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--gamma", type=float, help="resolution coefficient (default 1.15)")
     e.add_argument("--coefficients", help="YAML file with alpha, beta, gamma (e.g. from `scaling grid`)")
     e.add_argument("--phi", type=float, nargs="+", help="compound coefficients to emit (default 1..7)")
+    e.add_argument("--divisor", type=int, help="channel multiple (default 8, as in the official code)")
     e.add_argument("--out", help="folder to write one genotype YAML per model")
     e.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
-    e.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
+    e.add_argument("--classes", type=int, help="number of classes (default: the coefficients file's, else 1000)")
     e.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     e.add_argument("--name", help="name prefix of the emitted models")
     e.set_defaults(func=_emit)
@@ -126,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     x.add_argument("--no-check", action="store_true", help="skip comparing the file's outputs with PyTorch")
     x.set_defaults(func=_export)
+    gr = sub.add_parser("grid", help="step 1: train the (alpha, beta, gamma) grid at phi = 1 and choose")
+    gr.add_argument("baseline", help="baseline genotype YAML (e.g. runs/mnas/best.yaml) or reference name")
+    gr.add_argument("--config", required=True, help="grid config YAML: data, train and scaling sections")
+    gr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    gr.add_argument("--out", help="run folder (default runs/<config name>-grid)")
+    gr.add_argument("--resume", action="store_true", help="continue an interrupted grid run")
+    gr.add_argument("--quiet", action="store_true", help="no progress bar")
+    gr.set_defaults(func=_grid)
     for register in EXTRA_COMMANDS:
         register(sub)
     return p
@@ -140,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; rerun with --resume to continue", file=sys.stderr)
+        return 130
     except (CliError, GenotypeError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

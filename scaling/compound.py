@@ -36,14 +36,20 @@ class Multipliers:
     dropout: float | None = None
 
 
+def resolution_divisor(base_resolution: int) -> int:
+    """The multiple a scaled resolution is rounded to: 8 from 128 pixels up, finer for small images."""
+    return max(1, min(DIVISOR, base_resolution // 16))
+
+
 def compound(alpha: float, beta: float, gamma: float, phi: float, base_resolution: int = 224,
-             divisor: int = DIVISOR) -> Multipliers:
+             divisor: int | None = None) -> Multipliers:
     """depth = alpha^phi, width = beta^phi, resolution = base * gamma^phi rounded to a multiple of `divisor`.
 
-    The resolution is rounded to the nearest multiple of `divisor` (8 by default): the stride of
-    the network then divides it cleanly in the early stages, and it stays within 2% of the exact
-    value at 224 and above.
+    The resolution is rounded to the nearest multiple of `divisor`, by default
+    `resolution_divisor(base)`: 8 at ImageNet sizes (within 2% of the exact value from 224 up,
+    and early strides divide it cleanly), 2 at 32x32 and 1 at 16x16, so small images still grow.
     """
+    divisor = resolution_divisor(base_resolution) if divisor is None else divisor
     for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
         if not v >= 1.0:
             raise ValueError(f"{name} must be >= 1, got {v}")
@@ -61,6 +67,10 @@ def official(name: str, base_resolution: int = 224) -> Multipliers:
     return Multipliers(phi=int(key[1:]), width=w, depth=d, resolution=res, dropout=drop)
 
 
-def apply(genotype: Genotype, m: Multipliers) -> Genotype:
-    """Scale any genotype by a family member's multipliers (official rounding rules)."""
-    return scale_genotype(genotype, m.width, m.depth, m.resolution)
+def apply(genotype: Genotype, m: Multipliers, divisor: int = DIVISOR) -> Genotype:
+    """Scale any genotype by a family member's multipliers (official rounding rules).
+
+    `divisor` is the channel multiple (8 in the official code); tiny networks of a few dozen
+    channels scale more smoothly with 2 or 4.
+    """
+    return scale_genotype(genotype, m.width, m.depth, m.resolution, divisor)

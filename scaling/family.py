@@ -24,6 +24,7 @@ class Member:
     macs: int
     genotype: Genotype
     dropout: float | None = None
+    num_classes: int = 1000
 
     def row(self) -> dict:
         """The JSON/table row (without the genotype object)."""
@@ -32,15 +33,17 @@ class Member:
         d["genotype"] = self.genotype.to_string()
         if d["dropout"] is None:
             d.pop("dropout")
+        d.pop("num_classes")
         return d
 
 
-def member(base: Genotype, m: Multipliers, name: str, num_classes: int = 1000, in_channels: int = 3) -> Member:
-    """Scale `base` by `m` and count its cost."""
-    g = apply(base, m)
+def member(base: Genotype, m: Multipliers, name: str, num_classes: int = 1000, in_channels: int = 3,
+           divisor: int = 8) -> Member:
+    """Scale `base` by `m` (channels to multiples of `divisor`) and count its cost."""
+    g = apply(base, m, divisor)
     c = cost(g, in_channels=in_channels, num_classes=num_classes)
     return Member(name=name, phi=m.phi, width=m.width, depth=m.depth, resolution=g.resolution,
-                  params=c.params, macs=c.macs, genotype=g, dropout=m.dropout)
+                  params=c.params, macs=c.macs, genotype=g, dropout=m.dropout, num_classes=num_classes)
 
 
 def official_family(base: Genotype, prefix: str = "efficientnet", num_classes: int = 1000,
@@ -50,10 +53,11 @@ def official_family(base: Genotype, prefix: str = "efficientnet", num_classes: i
 
 
 def compound_family(base: Genotype, alpha: float, beta: float, gamma: float, phis: Iterable[float],
-                    prefix: str = "model", num_classes: int = 1000, in_channels: int = 3) -> list[Member]:
+                    prefix: str = "model", num_classes: int = 1000, in_channels: int = 3,
+                    divisor: int = 8) -> list[Member]:
     """One member per phi with depth alpha^phi, width beta^phi, resolution gamma^phi."""
     return [member(base, compound(alpha, beta, gamma, phi, base.resolution), f"{prefix}-phi{_fmt(phi)}",
-                   num_classes, in_channels) for phi in phis]
+                   num_classes, in_channels, divisor) for phi in phis]
 
 
 def write_members(members: list[Member], out: str | Path) -> list[Path]:
