@@ -1,0 +1,5 @@
+"""How to search: controllers, the reward, proxy training and data, the journal, reports and the CLI.
+
+`python -m nas.search CONFIG` runs a search (docs/search.md); `nas.evaluate.Evaluator` trains one
+candidate; `nas.controllers.build` makes an ask/tell controller.
+"""

@@ -16,11 +16,13 @@ from typing import Callable
 
 from search_space import Genotype, cost as analytic_cost
 
+from .errors import UserError
+
 PRESETS: dict[str, tuple[float, float]] = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
 KINDS = ("flops", "latency", "accuracy")
 
 
-class ObjectiveUnavailable(RuntimeError):
+class ObjectiveUnavailable(UserError):
     """The objective needs something that is not installed (the latency package or LiteRT)."""
 
 
@@ -110,14 +112,15 @@ def check_latency_available(need_runtime: bool = True) -> None:
                                    "load_predictor yet")
 
 
-def latency_predictor(lut: str | Path | None, space: object, resolution: int, cache_dir: str | Path,
-                      threads: int = 1, num_classes: int = 1000) -> LatencyFn:
+def latency_predictor(lut: str | Path | None, space: object, resolution: int, cache_dir: str | Path | None,
+                      threads: int = 1, num_classes: int = 1000, measure_missing: bool = False) -> LatencyFn:
     """A genotype -> ms predictor; with ``lut=None`` a table for the space is built into cache_dir/lut.json."""
     check_latency_available(need_runtime=lut is None)
     import latency
 
     return latency.load_predictor(None if lut is None else str(lut), space, resolution=resolution,
-                                  cache_dir=str(cache_dir), threads=threads, num_classes=num_classes)
+                                  cache_dir=None if cache_dir is None else str(cache_dir), threads=threads,
+                                  num_classes=num_classes, measure_missing=measure_missing)
 
 
 __all__ = ["PRESETS", "KINDS", "ObjectiveUnavailable", "reward", "weights", "Costs", "Objective", "CostModel",

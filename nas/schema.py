@@ -17,8 +17,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A mistake in a config: one line that names the key, the value and what is allowed."""
 
 
@@ -130,11 +132,11 @@ def _check(tp: Any, value: Any, key: str, meta: Mapping[str, Any], src: str,
         out = dict(value)
     else:  # pragma: no cover - a schema mistake, not a user's
         raise TypeError(f"unsupported config type {tp!r} for {key}")
-    _check_meta(out, key, meta, src)
+    _check_meta(out, key, meta, src, value)
     return out
 
 
-def _check_meta(value: Any, key: str, meta: Mapping[str, Any], src: str) -> None:
+def _check_meta(value: Any, key: str, meta: Mapping[str, Any], src: str, shown: Any = None) -> None:
     choices = meta.get("choices")
     if choices is not None and value not in choices:
         raise ConfigError(f"{src}: key '{key}': {value!r} is not one of {list(choices)}"
@@ -144,7 +146,8 @@ def _check_meta(value: Any, key: str, meta: Mapping[str, Any], src: str) -> None
         bad = (lo is not None and (value <= lo if meta.get("lo_open") else value < lo)) or \
               (hi is not None and (value >= hi if meta.get("hi_open") else value > hi))
         if bad or (isinstance(value, float) and not math.isfinite(value)):
-            raise ConfigError(f"{src}: key '{key}': {value!r} is out of range; allowed: {_range(meta)}")
+            raise ConfigError(f"{src}: key '{key}': {shown if shown is not None else value!r} is out of range; "
+                              f"allowed: {_range(meta)}")
 
 
 def _range(meta: Mapping[str, Any]) -> str:

@@ -1,0 +1,250 @@
+"""The search config: YAML sections validated into dataclasses before any work starts.
+
+Sections: ``space`` (path), ``controller``, ``objective``, ``data``, ``train``, ``search``,
+``executor``, ``out``. `DataConfig` and `TrainConfig` are self-contained so other tools (the
+scaling grid search) can embed them in their own top-level dataclass and load it with
+`load_yaml(path, TheirConfig, sets)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .reward import KINDS, PRESETS, Objective, weights
+from .schema import ConfigError, apply_sets, build, option, to_dict
+from .units import UnitError, parse_target
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_CHECKSUM = "md5:c58f30108f718f92721af3b95e74349a"
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are split and shaped."""
+
+    source: str = option("digits", choices=("digits", "cifar10", "imagefolder"))
+    path: str | None = None                        # cifar10: folder or .npz; imagefolder: root
+    subset: int | None = option(None, lo=10)       # training images drawn (stratified) before the split
+    val_fraction: float = option(0.2, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    split_seed: int = option(0, lo=0)
+    resolution: int | None = option(None, lo=4, hi=1024)  # null: the genotype's (space's) resolution
+    interpolation: str = option("bilinear", choices=("bilinear", "nearest"))
+    normalize: bool = True                          # per-channel mean/std of the training split
+    mean: list[float] | None = None                 # fixed per-channel mean in [0, 1] (else measured)
+    std: list[float] | None = None
+    download: bool = True                           # cifar10: fetch from `url` when the files are missing
+    url: str = CIFAR10_URL
+    checksum: str | None = CIFAR10_CHECKSUM         # "md5:<hex>" or "sha256:<hex>" of the download
+
+
+@dataclass
+class TrainConfig:
+    """The proxy training of one candidate."""
+
+    epochs: float = option(5.0, lo=0.0, lo_open=True)
+    steps: int | None = option(None, lo=1)          # when set, wins over epochs
+    batch_size: int = option(64, lo=1)
+    eval_batch_size: int = option(1024, lo=1)
+    optimizer: str = option("sgd", choices=("sgd", "rmsprop", "adamw"))
+    lr: float = option(0.05, lo=0.0, lo_open=True)
+    momentum: float = option(0.9, lo=0.0, hi=1.0, hi_open=True)
+    weight_decay: float = option(5e-5, lo=0.0)
+    schedule: str = option("cosine", choices=("cosine", "linear", "constant"))
+    warmup: float = option(0.0, lo=0.0, hi=0.5)     # fraction of the steps with a linear warm-up
+    label_smoothing: float = option(0.0, lo=0.0, hi=1.0, hi_open=True)
+    dropout: float = option(0.0, lo=0.0, hi=1.0, hi_open=True)
+    drop_connect: float = option(0.0, lo=0.0, hi=1.0, hi_open=True)
+    bn_momentum: float = option(0.1, lo=0.0, hi=1.0, lo_open=True)  # PyTorch convention; short runs need 0.1
+    flip: bool = False                              # random horizontal flips (not for digits)
+    crop_pad: int = option(0, lo=0, hi=64)          # random crops after zero padding by this much
+    device: str = option("auto", choices=("auto", "cpu", "cuda"))
+    threads: int | None = option(None, lo=1)        # CPU threads; null: physical cores
+    amp: bool = True                                # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True
+    cudnn_benchmark: bool = False                   # autotuning costs more than it saves per candidate
+
+
+@dataclass
+class ControllerConfig:
+    """Which controller proposes candidates; options go to `nas.controllers.build`."""
+
+    name: str = option("ppo", choices=("random", "evolution", "ppo"))
+    options: dict[str, Any] = option(factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    """The reward: cost kind, target and exponents (a preset or explicit alpha/beta)."""
+
+    kind: str = option("flops", choices=KINDS)
+    target: str | float | None = None               # 400M, 0.4G, 4e8 (flops) or 75ms, 0.075s (latency)
+    preset: str | None = option(None, choices=tuple(PRESETS))
+    alpha: float | None = option(None, lo=-10.0, hi=10.0)
+    beta: float | None = option(None, lo=-10.0, hi=10.0)
+    lut: str | None = None                          # latency table; null: built into the run folder
+    threads: int = option(1, lo=1)                  # threads of the latency measurements
+    measure_missing: bool = False                   # measure blocks missing from a given table
+
+
+@dataclass
+class SearchConfig:
+    """How many candidates, with which seed, and how many to report."""
+
+    budget: int = option(20, lo=1)                  # distinct candidates evaluated
+    seed: int = option(0, lo=0)
+    top_k: int = option(5, lo=1)
+    max_ask_factor: int = option(50, lo=1)          # give up after budget x this many asks
+
+
+@dataclass
+class ExecutorConfig:
+    """Where evaluations run (only in-process for now)."""
+
+    kind: str = option("inline", choices=("inline",))
+
+
+@dataclass
+class Config:
+    """A whole search run."""
+
+    space: str | None = None
+    name: str | None = None                         # run name; default: the config file's stem
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    out: str | None = None                          # run folder; default runs/<name>
+
+    def reward_objective(self) -> Objective:
+        """The parsed objective (target in MACs or ms, exponents resolved)."""
+        o = self.objective
+        alpha, beta = weights(o.preset, o.alpha, o.beta)
+        target = None if o.kind == "accuracy" else parse_target(o.target, o.kind)
+        return Objective(kind=o.kind, target=target, alpha=alpha, beta=beta)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain mapping form."""
+        return to_dict(self)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a file; errors are ConfigError naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(e).split())}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_yaml(path: str | Path, cls: type, sets: list[str] | None = None) -> Any:
+    """Read a YAML file, apply ``--set`` overrides and validate it into dataclass `cls`."""
+    data = read_yaml(path)
+    data, origins = apply_sets(cls, data, list(sets or []))
+    return build(cls, data, str(path), origins=origins)
+
+
+def resolve_path(value: str, config_dir: Path) -> Path:
+    """A path as written in a config: absolute, else relative to the config's folder, else to the cwd."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p
+    for base in (config_dir, Path.cwd()):
+        if (base / p).exists():
+            return (base / p).resolve()
+    return (config_dir / p).resolve()
+
+
+def check_data_paths(data: DataConfig, config_dir: Path, src: str) -> DataConfig:
+    """Resolve data.path and check it exists where it must (imagefolder always, cifar10 unless downloading)."""
+    if data.source == "digits":
+        return data
+    if data.path is None:
+        if data.source == "imagefolder":
+            raise ConfigError(f"{src}: key 'data.path' must be set for source 'imagefolder': a folder with one "
+                              f"sub-folder of images per class (e.g. --set data.path=/data/imagenet)")
+        data.path = str(Path("data_cache/cifar10").resolve())
+        return data
+    p = resolve_path(data.path, config_dir)
+    if not p.exists() and not (data.source == "cifar10" and data.download):
+        what = ("a folder with one sub-folder per class" if data.source == "imagefolder" else
+                "the cifar-10-batches-py folder (or its parent) or a .npz with x_train/y_train/x_test/y_test")
+        raise ConfigError(f"{src}: key 'data.path': {data.path!r} does not exist ({p}); expected {what} "
+                          f"(e.g. --set data.path=/path/to/data)")
+    data.path = str(p)
+    return data
+
+
+def check_train(train: TrainConfig, src: str) -> None:
+    """Cross-field checks of the train section."""
+    if train.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{src}: key 'train.device': 'cuda' but no CUDA device is available; use auto or cpu")
+
+
+def load_config(path: str | Path, sets: list[str] | None = None) -> Config:
+    """Load and fully validate a search config; every mistake is a one-line ConfigError."""
+    path = Path(path)
+    cfg: Config = load_yaml(path, Config, sets)
+    src = str(path)
+    config_dir = path.resolve().parent
+    if cfg.space is None:
+        raise ConfigError(f"{src}: key 'space' must be set: the path of a search-space YAML (e.g. space_digits.yaml)")
+    space_path = resolve_path(cfg.space, config_dir)
+    if not space_path.is_file():
+        raise ConfigError(f"{src}: key 'space': file {cfg.space!r} not found (looked in {config_dir} and {Path.cwd()})")
+    cfg.space = str(space_path)
+    cfg.name = cfg.name or path.stem
+    o = cfg.objective
+    if o.preset is not None and (o.alpha is not None or o.beta is not None):
+        raise ConfigError(f"{src}: key 'objective.preset': {o.preset!r} and explicit alpha/beta both given; "
+                          f"use one of them")
+    if o.kind != "accuracy":
+        if o.target is None:
+            raise ConfigError(f"{src}: key 'objective.target' must be set for objective '{o.kind}' "
+                              f"({'e.g. 400M or 0.4G' if o.kind == 'flops' else 'e.g. 75ms or 0.075s'})")
+        try:
+            parse_target(o.target, o.kind)
+        except UnitError as e:
+            raise ConfigError(f"{src}: key 'objective.target': {e}") from None
+    if o.lut is not None:
+        lut = resolve_path(o.lut, config_dir)
+        if not lut.is_file():
+            raise ConfigError(f"{src}: key 'objective.lut': file {o.lut!r} not found ({lut})")
+        o.lut = str(lut)
+    check_data_paths(cfg.data, config_dir, src)
+    check_train(cfg.train, src)
+    for key in ("mean", "std"):
+        vals = getattr(cfg.data, key)
+        if vals is not None and (not vals or any(v <= 0 and key == "std" for v in vals)):
+            raise ConfigError(f"{src}: key 'data.{key}': {vals!r} must be a non-empty list (std > 0)")
+    cfg.out = str(Path(cfg.out).expanduser().resolve()) if cfg.out else str((Path("runs") / cfg.name).resolve())
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    """The resolved config as YAML (what a run folder keeps)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
+    """A Config from an already resolved mapping (e.g. a run folder's config.yaml)."""
+    return build(Config, data, src)
+
+
+__all__ = ["DataConfig", "TrainConfig", "ControllerConfig", "ObjectiveConfig", "SearchConfig", "ExecutorConfig",
+           "Config", "ConfigError", "load_config", "load_yaml", "read_yaml", "resolve_path", "dump_config",
+           "config_from_dict", "check_data_paths", "CIFAR10_URL", "CIFAR10_CHECKSUM"]

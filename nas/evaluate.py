@@ -1,0 +1,139 @@
+"""Evaluating a candidate: build it, train it for the budget, measure held-out accuracy.
+
+`Evaluator(config)` needs only ``config.data`` and ``config.train`` (any config with those
+sections works, e.g. the scaling grid search's). It is cheap to pickle: the loaded data is
+dropped and reloaded lazily, so an executor can re-create it in a worker process. A candidate
+that diverges, runs out of memory or fails otherwise gets accuracy 0 and a status and reason;
+nothing is raised, so the search goes on.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from search_space import Genotype, parse
+from search_space.model import build_model
+
+from .data import Splits, load_splits
+from .train import Diverged, accuracy, configure_backend, select_device, train_model
+
+STATUSES = ("ok", "diverged", "oom", "error")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The outcome of training one candidate."""
+
+    accuracy: float
+    train_time_s: float
+    status: str = "ok"
+    reason: str = ""
+    steps: int = 0
+    epochs: float = 0.0
+    final_loss: float | None = None
+    eval_time_s: float = 0.0
+    device: str = "cpu"
+    seed: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether training finished normally."""
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return asdict(self)
+
+
+def _is_oom(e: BaseException) -> bool:
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    msg = str(e).lower()
+    return isinstance(e, oom_type) or "out of memory" in msg or "can't allocate memory" in msg
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:limit]}"
+
+
+class Evaluator:
+    """Trains candidates on the configured data; `evaluate(genotype, seed)` never raises for a bad candidate."""
+
+    def __init__(self, config: Any) -> None:
+        self.data_cfg = config.data
+        self.train_cfg = config.train
+        self._splits: dict[int | None, Splits] = {}
+
+    # Pickling keeps only the config: data and device state are rebuilt in the new process.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data_cfg": self.data_cfg, "train_cfg": self.train_cfg}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._splits = {}
+
+    @property
+    def device(self) -> torch.device:
+        """The training device (train.device, 'auto' resolved)."""
+        return select_device(self.train_cfg.device)
+
+    def prepare(self, resolution: int | None) -> Splits:
+        """Load the splits for a resolution (once) and place them on the device when they fit."""
+        key = self.data_cfg.resolution or resolution
+        if key not in self._splits:
+            s = load_splits(self.data_cfg, resolution)
+            dev = self.device
+            if dev.type == "cuda" and self._fits(s, dev):
+                s = Splits(x_train=s.x_train.to(dev), y_train=s.y_train.to(dev), x_val=s.x_val.to(dev),
+                           y_val=s.y_val.to(dev), mean=s.mean, std=s.std, num_classes=s.num_classes,
+                           resolution=s.resolution)
+            self._splits[key] = s
+        return self._splits[key]
+
+    @staticmethod
+    def _fits(s: Splits, dev: torch.device) -> bool:
+        # Keep at least half the free memory for the networks themselves.
+        need = sum(t.numel() * t.element_size() for t in (s.x_train, s.y_train, s.x_val, s.y_val))
+        free, _ = torch.cuda.mem_get_info(dev)
+        return need < free // 2
+
+    def evaluate(self, genotype: Genotype | str, seed: int) -> EvalResult:
+        """Train the candidate with this seed and return its validation accuracy and training time."""
+        g = parse(genotype) if isinstance(genotype, str) else genotype
+        cfg = self.train_cfg
+        dev = self.device
+        configure_backend(dev, cfg.threads, cfg.cudnn_benchmark)
+        model = None
+        try:
+            splits = self.prepare(g.resolution)
+            torch.manual_seed(seed)  # weights, dropout and drop-connect masks
+            model = build_model(g, num_classes=splits.num_classes, in_channels=splits.in_channels,
+                                dropout=cfg.dropout, drop_connect=cfg.drop_connect,
+                                bn_momentum=cfg.bn_momentum).to(dev)
+            if cfg.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+            out = train_model(model, splits, cfg, seed, dev)
+            t0 = time.perf_counter()
+            acc = accuracy(model, splits.x_val, splits.y_val, splits, cfg, dev)
+            return EvalResult(accuracy=acc, train_time_s=out.train_time_s, steps=out.steps, epochs=out.epochs,
+                              final_loss=out.final_loss, eval_time_s=time.perf_counter() - t0,
+                              device=str(dev), seed=seed)
+        except Diverged as e:
+            return EvalResult(accuracy=0.0, train_time_s=0.0, status="diverged", reason=str(e), device=str(dev),
+                              seed=seed)
+        except Exception as e:  # noqa: BLE001 - one bad candidate must not end the search
+            status = "oom" if _is_oom(e) else "error"
+            return EvalResult(accuracy=0.0, train_time_s=0.0, status=status, reason=_one_line(e),
+                              device=str(dev), seed=seed)
+        finally:
+            del model
+            if dev.type == "cuda":
+                gc.collect()
+                torch.cuda.empty_cache()
+
+
+__all__ = ["Evaluator", "EvalResult", "STATUSES"]

@@ -1,0 +1,359 @@
+"""The search run: ``python -m nas.search CONFIG [--set key=value ...] [--out DIR] [--resume] [--check]``.
+
+Loop: the controller asks for a sample, the space decodes it into a genotype, the genotype is
+costed and trained (unless an identical genotype was evaluated before: then its journaled result
+is told again without training), the reward goes back to the controller. The budget counts
+distinct evaluations; a controller that keeps proposing known genotypes is given up on after
+``search.max_ask_factor x budget`` asks.
+
+Resume is exact: the controller state (including samples asked but not yet told) is saved
+atomically after every ask and every tell, each evaluation is journaled (fsync) before it is
+told, and evaluation seeds depend only on ``search.seed`` and the genotype. After a kill at any
+moment, ``--resume`` restores the controller, finishes its outstanding samples (from the journal
+when they were evaluated already, else by training them) and goes on, so the journal, the
+controller's history and the best candidate are those of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search_space import Genotype, SearchSpace, SpaceError
+
+from .config import Config, ConfigError, dump_config, load_config
+from .errors import UserError
+from .journal import Journal, atomic_write_text, load_json, save_json
+from .reward import CostModel, LatencyFn, Objective, check_latency_available, latency_predictor
+from .units import format_target
+
+# Keys that may change between a run and its resume: where it lives, and how far it goes.
+RESUMABLE_CHANGES = ("out", "search.budget")
+
+
+class RunError(UserError):
+    """A run folder that cannot be used as asked (exists already, or does not match on resume)."""
+
+
+def eval_seed(search_seed: int, genotype: str) -> int:
+    """The training seed of a genotype: a stable hash of the search seed and its string (order-free)."""
+    digest = hashlib.sha256(f"{search_seed}:{genotype}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class Setup:
+    """Everything checked and built before any work: space, controller, objective, evaluator, data shape."""
+
+    config: Config
+    space: SearchSpace
+    controller: Any
+    objective: Objective
+    evaluator: Any  # nas.evaluate.Evaluator (imported lazily: torch is slow to import)
+    in_channels: int
+    num_classes: int
+    latency: LatencyFn | None = None  # from a given table; a table to measure is built in the run folder
+
+
+def prepare(cfg: Config, source: str = "config") -> Setup:
+    """Build and check every part of a run; mistakes raise ConfigError/DataError/ObjectiveUnavailable."""
+    from . import controllers
+    from .evaluate import Evaluator
+
+    try:
+        space = SearchSpace.from_yaml(cfg.space)
+    except SpaceError as e:
+        raise ConfigError(f"{source}: key 'space': {e}") from None
+    if cfg.search.budget > space.size:
+        raise ConfigError(f"{source}: key 'search.budget': {cfg.search.budget} is more than the {space.size} distinct "
+                          f"members of the space {cfg.space}")
+    try:
+        controller = controllers.build(cfg.controller.name, space.decisions, seed=cfg.search.seed,
+                                       **cfg.controller.options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: key 'controller.options': {' '.join(str(e).split())}") from None
+    objective = cfg.reward_objective()
+    if objective.kind == "latency":
+        check_latency_available(need_runtime=cfg.objective.lut is None)
+    evaluator = Evaluator(cfg)
+    splits = evaluator.prepare(space.resolution)  # loads (or downloads) the data now, not mid-search
+    latency = None
+    if objective.kind == "latency" and cfg.objective.lut is not None:
+        try:  # a given table is checked (resolution, classes) before any work
+            latency = latency_predictor(cfg.objective.lut, space, space.resolution, None,
+                                        threads=cfg.objective.threads, num_classes=splits.num_classes,
+                                        measure_missing=cfg.objective.measure_missing)
+        except (ValueError, OSError, KeyError) as e:
+            raise ConfigError(f"{source}: key 'objective.lut': {' '.join(str(e).split())}") from None
+    return Setup(cfg, space, controller, objective, evaluator, splits.in_channels, splits.num_classes, latency)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def open_run_dir(cfg: Config, space: SearchSpace, resume: bool) -> Path:
+    """Create the run folder (fresh) or check it matches this config (resume)."""
+    out = Path(cfg.out)
+    saved_cfg = out / "config.yaml"
+    if not resume:
+        if out.exists() and any(out.iterdir()):
+            raise RunError(f"run folder {out} exists and is not empty; continue it with --resume or choose "
+                           f"another with --out")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved_cfg, dump_config(cfg))
+        atomic_write_text(out / "space.yaml", yaml.safe_dump(space.to_dict(), sort_keys=False))
+        return out
+    if not saved_cfg.is_file():
+        raise RunError(f"cannot resume: {out} has no config.yaml (start it without --resume)")
+    old = _flatten(yaml.safe_load(saved_cfg.read_text()) or {})
+    new = _flatten(cfg.to_dict())
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+    if diff:
+        shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
+        raise RunError(f"cannot resume {out}: the config differs from its config.yaml in {shown}"
+                       f"{' ...' if len(diff) > 4 else ''}; resume with the same config or use a new --out")
+    space_file = out / "space.yaml"
+    if space_file.is_file() and yaml.safe_load(space_file.read_text()) != space.to_dict():
+        raise RunError(f"cannot resume {out}: the search space {cfg.space} changed since the run started")
+    if old.get("search.budget") != new.get("search.budget"):
+        atomic_write_text(saved_cfg, dump_config(cfg))
+    return out
+
+
+@dataclass
+class Summary:
+    """The outcome of a search run."""
+
+    run_dir: Path
+    evaluations: int
+    asks: int
+    best: dict[str, Any] | None
+    wall_s: float
+    gave_up: bool = False
+
+
+class SearchRun:
+    """One search in a run folder: the ask / evaluate / tell loop with its journal and state."""
+
+    def __init__(self, setup: Setup, run_dir: Path, progress: bool = True) -> None:
+        self.s = setup
+        self.cfg = setup.config
+        self.run_dir = run_dir
+        self.journal = Journal(run_dir / "journal.jsonl")
+        self.state_path = run_dir / "controller.json"
+        self.progress = progress
+        self.records: list[dict[str, Any]] = []
+        self.cache: dict[str, dict[str, Any]] = {}
+        self.costs: CostModel | None = None
+        from .executor import build_executor
+
+        self.executor = build_executor(self.cfg, setup.evaluator)
+        self.best: dict[str, Any] | None = None
+
+    # ---- state ----------------------------------------------------------------------------
+    def _save_state(self) -> None:
+        save_json(self.state_path, {"journal_len": len(self.records),
+                                    "state": self.s.controller.state_dict()})
+
+    def _restore(self) -> None:
+        self.records = self.journal.read(repair=True)
+        for r in self.records:
+            self.cache.setdefault(r["genotype"], r)
+        if self.state_path.is_file():
+            saved = load_json(self.state_path)
+            if saved["journal_len"] > len(self.records):
+                raise RunError(f"cannot resume {self.run_dir}: controller.json is at evaluation "
+                               f"{saved['journal_len']} but the journal has only {len(self.records)}")
+            try:
+                self.s.controller.load_state_dict(saved["state"])
+            except (KeyError, ValueError) as e:
+                raise RunError(f"cannot resume {self.run_dir}: controller.json does not fit ({e})") from None
+        elif self.records:
+            raise RunError(f"cannot resume {self.run_dir}: journal.jsonl has entries but controller.json is missing")
+        for r in self.records:
+            self._track_best(r)
+
+    def _track_best(self, r: dict[str, Any]) -> bool:
+        if r["status"] == "ok" and (self.best is None or r["reward"] > self.best["reward"]):
+            self.best = r
+            return True
+        return False
+
+    # ---- one sample ---------------------------------------------------------------------------
+    def _costs(self) -> CostModel:
+        if self.costs is None:
+            latency = self.s.latency
+            if self.s.objective.kind == "latency" and latency is None:
+                o = self.cfg.objective
+                # Built (or resumed) into the run folder, so --resume reuses the measured table.
+                latency = latency_predictor(o.lut, self.s.space, self.s.space.resolution, self.run_dir,
+                                            threads=o.threads, num_classes=self.s.num_classes)
+            self.costs = CostModel(self.s.in_channels, self.s.num_classes, latency)
+        return self.costs
+
+    def _evaluate(self, sample: dict[str, Any], g: Genotype) -> dict[str, Any]:
+        key = g.to_string()
+        seed = eval_seed(self.cfg.search.seed, key)
+        costs = self._costs()(g)
+        entropy = float(self.s.controller.entropy())
+        res = self.executor.evaluate(g, seed)
+        reward = self.s.objective.reward(res.accuracy, costs) if res.ok else 0.0
+        return {
+            "index": len(self.records), "genotype": key, "decisions": dict(sample),
+            "accuracy": res.accuracy, "reward": reward, "cost": self.s.objective.cost(costs),
+            "macs": costs.macs, "params": costs.params, "latency_ms": costs.latency_ms,
+            "train_time_s": res.train_time_s, "eval_time_s": res.eval_time_s, "steps": res.steps,
+            "epochs": res.epochs, "final_loss": res.final_loss, "status": res.status, "reason": res.reason,
+            "seed": seed, "device": res.device, "entropy": entropy,
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+
+    def _handle(self, sample: dict[str, Any], tb: Any, bar: Any) -> None:
+        """Evaluate a sample (or reuse the journaled result of the same genotype) and tell it."""
+        g = self.s.space.decode(sample)
+        key = g.to_string()
+        record = self.cache.get(key)
+        if record is None:
+            record = self._evaluate(sample, g)
+            self.journal.append(record)  # durable before the controller hears of it
+            self.records.append(record)
+            self.cache[key] = record
+            if tb is not None:
+                tb.log(record)
+                tb.flush()
+            if self._track_best(record):
+                atomic_write_text(self.run_dir / "best.yaml", _best_yaml(record, self.cfg.name))
+            if bar is not None:
+                bar.set_postfix_str(self._postfix(), refresh=False)
+                bar.update(1)
+        self.s.controller.tell(sample, record["reward"])
+        self._save_state()
+
+    def _postfix(self) -> str:
+        if self.best is None:
+            return "best: -"
+        b = self.best
+        return f"best reward {b['reward']:.4f} acc {100 * b['accuracy']:.1f}%"
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        """Search until the budget of distinct evaluations is spent (or the controller only repeats)."""
+        from tqdm import tqdm
+
+        from .report import write_outputs
+        from .tblog import TBLog
+
+        start = time.perf_counter()
+        self._restore()
+        budget = self.cfg.search.budget
+        max_asks = budget * self.cfg.search.max_ask_factor
+        self._costs()  # a latency table is built before the first candidate, with its own progress bar
+        tb = TBLog(self.run_dir, fresh=True)
+        for r in self.records:
+            tb.log(r)
+        tb.flush()
+        ctl = self.s.controller
+        gave_up = False
+        bar = tqdm(total=budget, initial=min(len(self.records), budget), desc="search", unit="eval",
+                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+        try:
+            bar.set_postfix_str(self._postfix(), refresh=False)
+            # Samples asked before a kill and never told: finish them first, in asking order.
+            for sample in ctl.outstanding():
+                if self.s.space.decode(sample).to_string() in self.cache or len(self.records) < budget:
+                    self._handle(sample, tb, bar)
+            while len(self.records) < budget:
+                if ctl.num_asked >= max_asks:
+                    gave_up = True
+                    break
+                sample = ctl.ask()
+                self._save_state()  # the ask is part of the state (PPO keeps its log-prob)
+                self._handle(sample, tb, bar)
+        finally:
+            bar.close()
+            tb.close()
+        note = ""
+        if gave_up:
+            note = (f"gave up after {ctl.num_asked} asks gave only {len(self.records)} distinct candidates of the "
+                    f"budget {budget}: the controller keeps proposing genotypes it has seen")
+            print(f"warning: {note}", file=sys.stderr)
+        o = self.s.objective
+        write_outputs(self.run_dir, self.records, self.cfg.to_dict(), o.target, note, (o.alpha, o.beta))
+        return Summary(self.run_dir, len(self.records), ctl.num_asked, self.best, time.perf_counter() - start,
+                       gave_up)
+
+
+def _best_yaml(record: dict[str, Any], name: str | None) -> str:
+    from .report import best_yaml
+
+    return best_yaml(record, f"{name or 'search'}-best")
+
+
+def run_search(cfg: Config, resume: bool = False, progress: bool = True) -> Summary:
+    """Run (or resume) a search described by a loaded config; returns its summary."""
+    setup = prepare(cfg)
+    run_dir = open_run_dir(cfg, setup.space, resume)
+    return SearchRun(setup, run_dir, progress=progress).run()
+
+
+def _describe(setup: Setup) -> str:
+    cfg = setup.config
+    o = setup.objective
+    target = "" if o.target is None else f" target {format_target(o.target, o.kind)}, alpha {o.alpha}, beta {o.beta}"
+    return (f"config ok: space {cfg.space} ({len(setup.space.decisions)} decisions, {setup.space.size:.3g} members), "
+            f"controller {cfg.controller.name}, objective {o.kind}{target}, data {cfg.data.source} "
+            f"({setup.in_channels} channels, {setup.num_classes} classes), budget {cfg.search.budget}, out {cfg.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; config mistakes exit 2 with one line on stderr."""
+    ap = argparse.ArgumentParser(prog="python -m nas.search", description="Hardware-aware architecture search.")
+    ap.add_argument("config", help="search config YAML (e.g. configs/mnas.yaml)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key, value parsed as YAML (repeatable), e.g. objective.target=200M")
+    ap.add_argument("--out", help="run folder (default: the config's out, else runs/<config name>)")
+    ap.add_argument("--resume", action="store_true", help="continue the run in the run folder")
+    ap.add_argument("--check", action="store_true", help="validate the config and the data, then exit")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        sets = list(args.sets) + ([f"out={args.out}"] if args.out else [])
+        cfg = load_config(args.config, sets)
+        setup = prepare(cfg, args.config)
+        if args.check:
+            print(_describe(setup))
+            return 0
+        run_dir = open_run_dir(cfg, setup.space, args.resume)
+        summary = SearchRun(setup, run_dir, progress=not args.no_progress).run()
+    except (UserError, SpaceError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; continue with: python -m nas.search {args.config} --resume", file=sys.stderr)
+        return 130
+    b = summary.best
+    best = "none trained" if b is None else (f"reward {b['reward']:.4f}, accuracy {100 * b['accuracy']:.2f}%, "
+                                            f"{b['macs']:,} MACs, {b['params']:,} params"
+                                            + (f", {b['latency_ms']:.3f} ms" if b.get("latency_ms") else "")
+                                            + f"\n  {b['genotype']}")
+    print(f"{summary.evaluations} evaluations ({summary.asks} asks) in {summary.wall_s:.1f} s -> {run_dir}\n"
+          f"best: {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""End-to-end searches on a tiny space and 8x8 digits: outputs, caching of repeats, objectives, journal."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import nas.search as search_mod
+from nas.config import load_config
+from nas.journal import Journal, load_json, save_json
+from nas.reward import ObjectiveUnavailable
+from nas.search import RunError, eval_seed, open_run_dir, prepare, run_search
+from search_space import Genotype
+
+SPACE = """
+activation: relu
+resolution: 8
+stem: {channels: 8, kernel: 3, stride: 1}
+head: 32
+defaults: {op: [conv, sepconv, mbconv3], kernel: [3], se: [0.0], skip: [identity]}
+stages:
+  - {stride: 2, channels: [8, 12], layers: [1]}
+  - {stride: 2, channels: [16], layers: [1, 2]}
+"""
+TINY_SPACE = SPACE.replace("[conv, sepconv, mbconv3]", "[conv]").replace("layers: [1, 2]", "layers: [1]")  # 2 members
+
+
+def _config(tmp_path: Path, space: str = SPACE, **sections) -> Path:
+    (tmp_path / "space.yaml").write_text(space)
+    cfg = {
+        "space": "space.yaml",
+        "controller": {"name": "random"},
+        "objective": {"kind": "flops", "target": "60K", "preset": "soft"},
+        "data": {"source": "digits", "resolution": 8, "subset": 300},
+        "train": {"steps": 6, "batch_size": 32, "lr": 0.1, "threads": 1, "device": "cpu"},
+        "search": {"budget": 5, "seed": 1, "top_k": 3},
+        "out": str(tmp_path / "run"),
+    }
+    for k, v in sections.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def test_search_writes_every_output(tmp_path):
+    cfg = load_config(_config(tmp_path, controller={"name": "ppo", "options": {"batch_size": 2}}))
+    summary = run_search(cfg, progress=False)
+    run = Path(cfg.out)
+    records = Journal(run / "journal.jsonl").read()
+    assert summary.evaluations == len(records) == 5
+    assert [r["index"] for r in records] == list(range(5))
+    assert len({r["genotype"] for r in records}) == 5  # distinct evaluations
+    for r in records:
+        assert r["status"] == "ok" and 0 < r["accuracy"] <= 1 and r["macs"] > 0 and r["params"] > 0
+        assert r["seed"] == eval_seed(1, r["genotype"])
+        assert r["reward"] == pytest.approx(r["accuracy"] * (r["macs"] / 60e3) ** -0.07)
+        assert r["latency_ms"] is None and r["entropy"] > 0 and r["train_time_s"] > 0
+    best = max(records, key=lambda r: r["reward"])
+    g = Genotype.from_yaml((run / "best.yaml").read_text())
+    assert g.to_string() == best["genotype"] == summary.best["genotype"]
+    report = (run / "report.md").read_text()
+    assert "Top 3 candidates" in report and best["genotype"] in report and "pareto.png" in report
+    assert (run / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert yaml.safe_load((run / "config.yaml").read_text())["search"]["budget"] == 5
+    state = load_json(run / "controller.json")
+    assert state["journal_len"] == 5 and state["state"]["controller"] == "ppo"
+    # TensorBoard curves, one point per evaluation.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    for tag in ("search/reward", "search/best_reward", "search/accuracy", "cost/macs", "controller/entropy"):
+        assert [e.step for e in acc.Scalars(tag)] == list(range(5)), tag
+    assert acc.Scalars("search/best_reward")[-1].value == pytest.approx(best["reward"])
+    # The report can be rebuilt from the journal alone.
+    from nas.report import main as report_main
+
+    (run / "report.md").unlink()
+    assert report_main([str(run)]) == 0 and "Top 3 candidates" in (run / "report.md").read_text()
+    # A second run into the same folder needs --resume; resuming a finished run adds nothing.
+    with pytest.raises(RunError, match="--resume"):
+        open_run_dir(cfg, prepare(cfg).space, resume=False)
+    again = run_search(cfg, resume=True, progress=False)
+    assert again.evaluations == 5 and len(Journal(run / "journal.jsonl").read()) == 5
+
+
+def test_repeats_are_told_from_the_cache_not_retrained(tmp_path, monkeypatch):
+    calls = []
+    real = search_mod.SearchRun._evaluate
+
+    def counting(self, sample, g):
+        calls.append(g.to_string())
+        return real(self, sample, g)
+
+    monkeypatch.setattr(search_mod.SearchRun, "_evaluate", counting)
+    # 2 members, budget 2: the random controller repeats itself before it finds both.
+    cfg = load_config(_config(tmp_path, space=TINY_SPACE, search={"budget": 2, "seed": 3}))
+    summary = run_search(cfg, progress=False)
+    assert summary.evaluations == 2 and len(calls) == 2 == len(set(calls))
+    assert summary.asks > 2  # some asks were repeats, answered from the journal
+    state = load_json(Path(cfg.out) / "controller.json")["state"]
+    assert state["num_told"] == state["num_asked"] == summary.asks
+
+
+def test_gives_up_when_the_controller_only_repeats(tmp_path, monkeypatch):
+    from nas import controllers
+
+    class Stuck:
+        num_asked = 0
+
+        def ask(self):
+            self.num_asked += 1
+            return {"s1.channels": 8}
+
+        def tell(self, sample, reward):
+            pass
+
+        def outstanding(self):
+            return []
+
+        def entropy(self):
+            return 0.0
+
+        def state_dict(self):
+            return {"num_asked": self.num_asked}
+
+    monkeypatch.setattr(controllers, "build", lambda *a, **k: Stuck())
+    cfg = load_config(_config(tmp_path, space=TINY_SPACE, search={"budget": 2, "max_ask_factor": 5}))
+    summary = run_search(cfg, progress=False)
+    assert summary.gave_up and summary.evaluations == 1 and summary.asks == 10
+    assert "gave up" in (Path(cfg.out) / "report.md").read_text()
+
+
+def test_latency_objective_uses_the_predictor(tmp_path, monkeypatch):
+    import latency
+
+    seen = {}
+
+    def fake_predictor(lut, space, resolution, cache_dir, threads=1, num_classes=1000, measure_missing=False):
+        seen.update(lut=lut, resolution=resolution, cache_dir=cache_dir, threads=threads, num_classes=num_classes)
+        from search_space import cost
+
+        return lambda g: cost(g, in_channels=1, num_classes=num_classes).macs / 1e6  # "ms"
+
+    monkeypatch.setattr(latency, "load_predictor", fake_predictor)
+    cfg = load_config(_config(tmp_path, objective={"kind": "latency", "target": "0.05ms", "preset": "hard", "threads": 2},
+                              search={"budget": 3}))
+    run_search(cfg, progress=False)
+    assert seen == {"lut": None, "resolution": 8, "cache_dir": str(Path(cfg.out)), "threads": 2, "num_classes": 10}
+    for r in Journal(Path(cfg.out) / "journal.jsonl").read():
+        assert r["latency_ms"] == pytest.approx(r["macs"] / 1e6) and r["cost"] == r["latency_ms"]
+        w = 0.0 if r["latency_ms"] <= 0.05 else -1.0
+        assert r["reward"] == pytest.approx(r["accuracy"] * (r["latency_ms"] / 0.05) ** w)
+    assert "latency (ms)" in (Path(cfg.out) / "report.md").read_text()
+
+
+def test_latency_without_litert_is_a_clear_error_before_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ai_edge_litert" else real(name, *a))
+    cfg = load_config(_config(tmp_path, objective={"kind": "latency", "target": "75ms"}))
+    with pytest.raises(ObjectiveUnavailable, match="pip install ai-edge-litert"):
+        prepare(cfg)
+    assert not Path(cfg.out).exists()
+
+
+def test_accuracy_objective_rewards_accuracy(tmp_path):
+    cfg = load_config(_config(tmp_path, objective={"kind": "accuracy", "target": None, "preset": None},
+                              search={"budget": 2}))
+    run_search(cfg, progress=False)
+    for r in Journal(Path(cfg.out) / "journal.jsonl").read():
+        assert r["reward"] == r["accuracy"] and r["cost"] is None
+
+
+def test_journal_survives_a_torn_line_and_state_is_atomic(tmp_path):
+    j = Journal(tmp_path / "journal.jsonl")
+    j.append({"index": 0, "x": float("nan")})
+    j.append({"index": 1})
+    with open(j.path, "a") as f:
+        f.write('{"index": 2, "genot')  # killed mid-write
+    assert [r["index"] for r in j.read()] == [0, 1]
+    assert j.read()[0]["x"] is None  # NaN is not JSON: recorded as null
+    assert [r["index"] for r in j.read(repair=True)] == [0, 1]
+    j.append({"index": 2})
+    assert [r["index"] for r in j.read()] == [0, 1, 2]
+    save_json(tmp_path / "s.json", {"a": 1})
+    save_json(tmp_path / "s.json", {"a": 2})
+    assert load_json(tmp_path / "s.json") == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files left
+    assert json.loads((tmp_path / "s.json").read_text()) == {"a": 2}
+
+
+def test_eval_seed_is_stable_and_order_free():
+    a = eval_seed(0, "relu_r8:stem_c8_k3_s1:cn_r1_k3_s2_c8:head_c32")
+    assert a == eval_seed(0, "relu_r8:stem_c8_k3_s1:cn_r1_k3_s2_c8:head_c32")
+    assert a != eval_seed(1, "relu_r8:stem_c8_k3_s1:cn_r1_k3_s2_c8:head_c32")
+    assert 0 <= a < 2 ** 31
+
+
+def test_a_given_latency_table_is_checked_before_work(tmp_path):
+    from nas.config import ConfigError
+
+    (tmp_path / "lut.json").write_text("{}")
+    cfg = load_config(_config(tmp_path, objective={"kind": "latency", "target": "75ms", "lut": "lut.json"}))
+    with pytest.raises(ConfigError, match="key 'objective.lut': .*not a latency table"):
+        prepare(cfg)
+    assert not Path(cfg.out).exists()
+
+
+def test_latency_table_built_in_the_run_folder_then_reused(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    cfg = load_config(_config(tmp_path, objective={"kind": "latency", "target": "0.003ms", "lut": None},
+                              search={"budget": 3}))
+    run_search(cfg, progress=False)
+    run = Path(cfg.out)
+    assert (run / "lut.json").is_file()
+    first = Journal(run / "journal.jsonl").read()
+    assert all(r["latency_ms"] > 0 and r["cost"] == r["latency_ms"] for r in first)
+    # The measured table as a given lut: same predictions, no measuring.
+    cfg2 = load_config(_config(tmp_path, objective={"kind": "latency", "target": "0.003ms", "lut": str(run / "lut.json")},
+                               search={"budget": 3}, out=str(tmp_path / "run2")))
+    run_search(cfg2, progress=False)
+    second = Journal(tmp_path / "run2" / "journal.jsonl").read()
+    assert [(r["genotype"], r["latency_ms"], r["reward"]) for r in second] == \
+           [(r["genotype"], r["latency_ms"], r["reward"]) for r in first]
