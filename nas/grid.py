@@ -7,7 +7,6 @@ resumable journal, TensorBoard curves, a Markdown table and the chosen coefficie
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,30 +18,12 @@ from scaling.grid import GridPoint, choose, enumerate_grid, spread
 from search_space.cost import cost
 from search_space.genotype import Genotype
 
-from .config import DataConfig, TrainConfig, check_data_paths, check_train, load_yaml, resolve_path
+from .config import (DataConfig, ExecutorConfig, ScalingConfig, TrainConfig, check_data_paths, check_train,
+                     load_yaml, resolve_path)
 from .journal import Journal, atomic_write_text, load_json, save_json
 from .schema import ConfigError, option, to_dict
 
 PAPER_POINT = GridPoint(1.2, 1.1, 1.15)
-
-
-@dataclass
-class ScalingConfig:
-    """The grid of compound coefficients and the family to emit afterwards."""
-
-    step: float = option(0.05, lo=0.0, lo_open=True, hi=1.0)
-    tolerance: float = option(0.1, lo=0.0, hi=1.0)     # |alpha * beta^2 * gamma^2 - factor| allowed
-    factor: float = option(2.0, lo=1.0, lo_open=True)  # FLOPs growth per unit of phi
-    max_alpha: float | None = option(None, lo=1.0)
-    max_beta: float | None = option(None, lo=1.0)
-    max_gamma: float | None = option(None, lo=1.0)
-    max_points: int | None = option(None, lo=1)        # train at most this many, spread over the grid
-    points: list[list[float]] | None = None            # explicit [alpha, beta, gamma] triples instead
-    include_paper_point: bool = True                   # keep (1.2, 1.1, 1.15) when subsampling
-    phis: list[float] = option(factory=lambda: [1, 2, 3, 4, 5, 6, 7])
-    divisor: int = option(8, lo=1)                     # channel multiple (8 official; 2-4 for tiny nets)
-    seed: int = option(0, lo=0)                        # the same training seed for every point
-    lut: str | None = None                             # latency table to report predicted latency
 
 
 @dataclass
@@ -53,6 +34,7 @@ class GridConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where the points train (docs/scale_out.md)
     out: str | None = None
 
 
@@ -63,6 +45,9 @@ def load_grid_config(path: str | Path, sets: list[str] | None = None) -> GridCon
     check_scaling(cfg.scaling, path.resolve().parent, str(path))
     check_data_paths(cfg.data, path.resolve().parent, str(path))
     check_train(cfg.train, str(path))
+    from .executors import check_executor
+
+    check_executor(cfg.executor, cfg.train.device, str(path))
     cfg.name = cfg.name or path.stem
     return cfg
 
@@ -106,11 +91,12 @@ class GridSummary:
 
 def run_grid(baseline: Genotype, data: DataConfig, train: TrainConfig, scaling: ScalingConfig,
              out: str | Path, resume: bool = False, progress: bool = True,
-             baseline_record: dict[str, Any] | None = None) -> GridSummary:
-    """Train the baseline and every grid point at phi = 1; write journal, report and coefficients."""
+             baseline_record: dict[str, Any] | None = None, executor: ExecutorConfig | None = None) -> GridSummary:
+    """Train the baseline and every grid point at phi = 1 (on `executor`); write journal, report and coefficients."""
     from tqdm import tqdm
 
     from .evaluate import Evaluator
+    from .executors import Job, build_executor
 
     out = Path(out)
     journal_path = out / "journal.jsonl"
@@ -134,8 +120,9 @@ def run_grid(baseline: Genotype, data: DataConfig, train: TrainConfig, scaling: 
     base_data_res = data.resolution or baseline.resolution
     proxy_data.resolution = None
     evaluator = Evaluator(_Sections(proxy_data, train))
-    num_classes = evaluator.prepare(base_data_res).num_classes
-    base_cost = cost(baseline, num_classes=num_classes)
+    splits = evaluator.prepare(base_data_res)
+    num_classes, in_channels = splits.num_classes, splits.in_channels
+    base_cost = cost(baseline, num_classes=num_classes, in_channels=in_channels)
 
     jobs: list[tuple[str, GridPoint | None]] = [("baseline", None)] + [(p.key, p) for p in points]
     if baseline_record is not None and "baseline" not in done:
@@ -145,32 +132,41 @@ def run_grid(baseline: Genotype, data: DataConfig, train: TrainConfig, scaling: 
     tb = _tb(out)
     bar = tqdm(total=len(jobs), initial=sum(k in done for k, _ in jobs), desc="grid", disable=not progress,
                dynamic_ncols=True)
-    for key, p in jobs:
-        if key in done:
-            continue
-        g = baseline if p is None else apply(baseline, compound(p.alpha, p.beta, p.gamma, 1, baseline.resolution),
-                                             scaling.divisor)
-        train_res = max(1, round(base_data_res * g.resolution / baseline.resolution))
-        t0 = time.perf_counter()
-        res = evaluator.evaluate(g.replace(resolution=train_res), scaling.seed)
-        c = cost(g, num_classes=num_classes)
-        rec = {
-            "key": key, "kind": "baseline" if p is None else "point",
-            "alpha": p.alpha if p else 1.0, "beta": p.beta if p else 1.0, "gamma": p.gamma if p else 1.0,
-            "product": round(p.product, 6) if p else 1.0, "genotype": g.to_string(), "resolution": g.resolution,
-            "train_resolution": train_res, "accuracy": res.accuracy, "macs": c.macs, "params": c.params,
-            "macs_ratio": round(c.macs / base_cost.macs, 6), "latency_ms": _latency(scaling.lut, g),
-            "status": res.status, "reason": res.reason, "train_time_s": res.train_time_s,
-            "wall_s": round(time.perf_counter() - t0, 3), "seed": scaling.seed,
-        }
-        journal.append(rec)
-        done[key] = rec
-        if tb is not None and p is not None:
-            step = points.index(p)
-            tb.add_scalar("grid/accuracy", rec["accuracy"], step)
-            tb.add_scalar("grid/macs_ratio", rec["macs_ratio"], step)
-        bar.update(1)
-        bar.set_postfix_str(f"{key} acc={res.accuracy:.3f} x{rec['macs_ratio']:.2f} MACs")
+    todo: dict[str, tuple[GridPoint | None, Genotype, int]] = {}
+    # Every point goes to the executor at once: a pool trains as many at a time as it has workers.
+    with build_executor(executor or ExecutorConfig(), evaluator, train.device) as ex:
+        for key, p in jobs:
+            if key in done:
+                continue
+            g = baseline if p is None else apply(baseline, compound(p.alpha, p.beta, p.gamma, 1, baseline.resolution),
+                                                 scaling.divisor)
+            train_res = max(1, round(base_data_res * g.resolution / baseline.resolution))
+            todo[key] = (p, g, train_res)
+            ex.submit(Job(key, g.replace(resolution=train_res).to_string(), scaling.seed))
+        while todo:
+            for d in ex.wait():
+                key = d.job.key
+                p, g, train_res = todo.pop(key)
+                res = d.result
+                c = cost(g, num_classes=num_classes, in_channels=in_channels)
+                rec = {
+                    "key": key, "kind": "baseline" if p is None else "point",
+                    "alpha": p.alpha if p else 1.0, "beta": p.beta if p else 1.0, "gamma": p.gamma if p else 1.0,
+                    "product": round(p.product, 6) if p else 1.0, "genotype": g.to_string(),
+                    "resolution": g.resolution, "train_resolution": train_res, "accuracy": res.accuracy,
+                    "macs": c.macs, "params": c.params, "macs_ratio": round(c.macs / base_cost.macs, 6),
+                    "latency_ms": _latency(scaling.lut, g), "status": res.status, "reason": res.reason,
+                    "train_time_s": res.train_time_s, "wall_s": round(d.wall_s, 3),
+                    "seed": scaling.seed,
+                }
+                journal.append(rec)  # only this driver writes the journal, whichever worker trained it
+                done[key] = rec
+                if tb is not None and p is not None:
+                    step = points.index(p)
+                    tb.add_scalar("grid/accuracy", rec["accuracy"], step)
+                    tb.add_scalar("grid/macs_ratio", rec["macs_ratio"], step)
+                bar.update(1)
+                bar.set_postfix_str(f"{key} acc={res.accuracy:.3f} x{rec['macs_ratio']:.2f} MACs")
     bar.close()
     if tb is not None:
         tb.close()
@@ -178,7 +174,7 @@ def run_grid(baseline: Genotype, data: DataConfig, train: TrainConfig, scaling: 
     best = dict(choose(records))
     coeff = {"alpha": best["alpha"], "beta": best["beta"], "gamma": best["gamma"], "product": best["product"],
              "accuracy": best["accuracy"], "macs_ratio": best["macs_ratio"], "divisor": scaling.divisor,
-             "num_classes": num_classes,
+             "num_classes": num_classes, "in_channels": in_channels,
              "baseline": baseline.to_string(), "phis": list(scaling.phis)}
     cpath = out / "coefficients.yaml"
     atomic_write_text(cpath, "# chosen by the grid search at phi = 1 (best accuracy, ties by MACs)\n"

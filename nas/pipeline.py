@@ -59,16 +59,17 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Pa
     base_record.update(resolution=baseline.resolution, alpha=1.0, beta=1.0, gamma=1.0, product=1.0, macs_ratio=1.0,
                        reason="", train_time_s=summary.best.get("train_time_s"), note="from the search journal")
     grid = run_grid(baseline, cfg.data, cfg.train, cfg.scaling, root / "grid", resume=(root / "grid").exists(),
-                    progress=progress, baseline_record=base_record)
+                    progress=progress, baseline_record=base_record, executor=cfg.executor)
     stages["grid"] = time.perf_counter() - t
 
     _say(progress, "[4/4] family")
     b = grid.best
-    num_classes = int(load_json(root / "efficientnet-b0.json")["num_classes"])
+    ref = load_json(root / "efficientnet-b0.json")
+    num_classes, in_channels = int(ref["num_classes"]), int(ref["in_channels"])
     members = compound_family(baseline, b["alpha"], b["beta"], b["gamma"], cfg.scaling.phis, prefix="discovered",
-                              num_classes=num_classes, divisor=cfg.scaling.divisor)
+                              num_classes=num_classes, in_channels=in_channels, divisor=cfg.scaling.divisor)
     write_members(members, root / "family")
-    base_macs = cost(baseline, num_classes=num_classes).macs
+    base_macs = cost(baseline, num_classes=num_classes, in_channels=in_channels).macs
     family_table = format_table(members, base_macs)
     latencies = _family_latency(cfg, members)
     stages["total"] = time.perf_counter() - t0
@@ -92,7 +93,7 @@ def _reference_record(cfg: Config, baseline: Genotype, path: Path) -> dict[str, 
     c = cost(g, num_classes=splits.num_classes, in_channels=splits.in_channels)
     rec = {"genotype": g.to_string(), "accuracy": res.accuracy, "macs": c.macs, "params": c.params,
            "status": res.status, "reason": res.reason, "train_time_s": res.train_time_s,
-           "num_classes": splits.num_classes}
+           "num_classes": splits.num_classes, "in_channels": splits.in_channels}
     save_json(path, rec)
     return rec
 

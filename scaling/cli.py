@@ -24,12 +24,13 @@ def _emit(args: argparse.Namespace) -> int:
     if args.official:
         if any(v is not None for v in (args.alpha, args.beta, args.gamma, args.phi)):
             raise CliError("--official takes no --alpha/--beta/--gamma/--phi")
-        members = official_family(base, prefix, args.classes or 1000, args.in_channels)
+        members = official_family(base, prefix, args.classes or 1000, args.in_channels or 3)
     else:
         alpha, beta, gamma, divisor, file_phis = _coefficients(args)
         phis = args.phi or file_phis or [1, 2, 3, 4, 5, 6, 7]
         classes = args.classes or getattr(args, "_file_classes", None) or 1000
-        members = compound_family(base, alpha, beta, gamma, phis, prefix, classes, args.in_channels, divisor)
+        in_ch = args.in_channels or getattr(args, "_file_in_channels", None) or 3
+        members = compound_family(base, alpha, beta, gamma, phis, prefix, classes, in_ch, divisor)
     if args.out:
         paths = write_members(members, args.out)
         if not args.json:
@@ -37,7 +38,7 @@ def _emit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.row() for m in members], indent=2))
     else:
-        base_macs = cost(base, in_channels=args.in_channels, num_classes=members[0].num_classes).macs
+        base_macs = cost(base, in_channels=members[0].in_channels, num_classes=members[0].num_classes).macs
         print(format_table(members, base_macs))
     return 0
 
@@ -75,7 +76,8 @@ def _grid(args: argparse.Namespace) -> int:
     base = load_genotype(args.baseline)
     cfg = load_grid_config(args.config, args.set)
     out = Path(args.out or cfg.out or Path("runs") / f"{cfg.name}-grid")
-    s = run_grid(base, cfg.data, cfg.train, cfg.scaling, out, resume=args.resume, progress=not args.quiet)
+    s = run_grid(base, cfg.data, cfg.train, cfg.scaling, out, resume=args.resume, progress=not args.quiet,
+                 executor=cfg.executor)
     print(Path(s.report_path).read_text())
     b = s.best
     print(f"chosen: alpha={b['alpha']:.2f} beta={b['beta']:.2f} gamma={b['gamma']:.2f} "
@@ -88,6 +90,7 @@ def _coefficients(args: argparse.Namespace) -> tuple[float, float, float, int, l
     if getattr(args, "coefficients", None):
         vals.update(_read_coefficients(args.coefficients))
         args._file_classes = vals.pop("num_classes", None)
+        args._file_in_channels = vals.pop("in_channels", None)
     for k in ("alpha", "beta", "gamma", "divisor"):
         if getattr(args, k, None) is not None:
             vals[k] = getattr(args, k)
@@ -113,6 +116,8 @@ def _read_coefficients(path: str) -> dict:
     out: dict = {k: float(data[k]) for k in ("alpha", "beta", "gamma")}
     if "divisor" in data:
         out["divisor"] = int(data["divisor"])
+    if data.get("in_channels"):
+        out["in_channels"] = int(data["in_channels"])
     if data.get("num_classes"):
         out["num_classes"] = int(data["num_classes"])
     if data.get("phis"):
@@ -143,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="folder to write one genotype YAML per model")
     e.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     e.add_argument("--classes", type=int, help="number of classes (default: the coefficients file's, else 1000)")
-    e.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
+    e.add_argument("--in-channels", type=int, help="input channels (default: the coefficients file's, else 3)")
     e.add_argument("--name", help="name prefix of the emitted models")
     e.set_defaults(func=_emit)
     x = sub.add_parser("export", help="export a genotype (with trained weights) to ONNX, TFLite or TorchScript")

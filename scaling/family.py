@@ -25,6 +25,7 @@ class Member:
     genotype: Genotype
     dropout: float | None = None
     num_classes: int = 1000
+    in_channels: int = 3
 
     def row(self) -> dict:
         """The JSON/table row (without the genotype object)."""
@@ -34,6 +35,7 @@ class Member:
         if d["dropout"] is None:
             d.pop("dropout")
         d.pop("num_classes")
+        d.pop("in_channels")
         return d
 
 
@@ -43,7 +45,8 @@ def member(base: Genotype, m: Multipliers, name: str, num_classes: int = 1000, i
     g = apply(base, m, divisor)
     c = cost(g, in_channels=in_channels, num_classes=num_classes)
     return Member(name=name, phi=m.phi, width=m.width, depth=m.depth, resolution=g.resolution,
-                  params=c.params, macs=c.macs, genotype=g, dropout=m.dropout, num_classes=num_classes)
+                  params=c.params, macs=c.macs, genotype=g, dropout=m.dropout, num_classes=num_classes,
+                  in_channels=in_channels)
 
 
 def official_family(base: Genotype, prefix: str = "efficientnet", num_classes: int = 1000,

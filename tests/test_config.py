@@ -113,16 +113,24 @@ def test_shipped_configs_validate(tmp_path):
     assert mnas.space.endswith("space_digits.yaml") and mnas.data.source == "digits"
     quick = load_config(ROOT / "configs" / "quick.yaml")
     assert quick.search.budget <= 10
-    # EfficientNet: imagefolder data must exist; point it at a tiny folder.
+    # EfficientNet (CPU scale, the pipeline's default): B0's search at 400M, proxy on digits.
+    eff = load_config(ROOT / "configs" / "efficientnet.yaml")
+    o = eff.reward_objective()
+    assert (o.kind, o.target, o.alpha, o.beta) == ("flops", 400e6, -0.07, -0.07)
+    assert eff.space.endswith("space_mnas.yaml") and eff.data.source == "digits"
+    assert eff.scaling.max_points and eff.scaling.phis == [1, 2, 3, 4, 5, 6, 7]
+    assert load_config(ROOT / "configs" / "efficientnet.yaml",
+                       ["objective.target=200M"]).reward_objective().target == 200e6
+    # EfficientNet on ImageNet: imagefolder data must exist; point it at a tiny folder.
     (tmp_path / "a").mkdir()
-    eff = load_config(ROOT / "configs" / "efficientnet.yaml", [f"data.path={tmp_path}"])
+    eff = load_config(ROOT / "configs" / "efficientnet_imagenet.yaml", [f"data.path={tmp_path}"])
     o = eff.reward_objective()
     assert (o.kind, o.target, o.alpha, o.beta) == ("flops", 400e6, -0.07, -0.07)
     assert eff.space.endswith("space_mnas.yaml") and eff.data.resolution == 224
-    assert load_config(ROOT / "configs" / "efficientnet.yaml",
+    assert load_config(ROOT / "configs" / "efficientnet_imagenet.yaml",
                        [f"data.path={tmp_path}", "objective.target=200M"]).reward_objective().target == 200e6
     with pytest.raises(ConfigError, match="data.path"):
-        load_config(ROOT / "configs" / "efficientnet.yaml", ["data.path=/no/such/imagenet"])
+        load_config(ROOT / "configs" / "efficientnet_imagenet.yaml", ["data.path=/no/such/imagenet"])
 
 
 def test_sets_parse_yaml_and_blame_the_command_line():

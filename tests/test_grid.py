@@ -66,7 +66,7 @@ def test_grid_runs_resumes_and_feeds_emit(tmp_path, monkeypatch):
     real = evaluate.Evaluator.evaluate
 
     def counting(self, g, seed):
-        calls.append(g.to_string())
+        calls.append(str(g))
         return real(self, g, seed)
 
     monkeypatch.setattr(evaluate.Evaluator, "evaluate", counting)
