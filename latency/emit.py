@@ -15,6 +15,7 @@ from search_space.genotype import Genotype, Stage, Stem
 from search_space.model import Block, ConvBNAct, GenotypeNet, SqueezeExcite
 
 from . import tflite_builder as tb
+from .keys import BlockSpec, HeadSpec, InvokeSpec, Spec, StemSpec
 
 
 def _act_of(module: nn.Module | None) -> str | None:
@@ -185,7 +186,54 @@ def make_head(c_in: int, channels: int, num_classes: int, act: str, seed: int = 
     return randomize(HeadModule(c_in, channels, num_classes, act), seed)
 
 
-def make_network(genotype: Genotype, num_classes: int = 1000, seed: int = 0) -> GenotypeNet:
-    """A GenotypeNet with its own init and random BN statistics, in eval mode."""
+def make_network(genotype: Genotype, num_classes: int = 1000, seed: int = 0,
+                 calibrate_at: int | None = None) -> GenotypeNet:
+    """A GenotypeNet with its own init and random BN terms, in eval mode.
+
+    With `calibrate_at` (a resolution) the BN running statistics are then estimated from random
+    inputs, as training would leave them, so activations keep a trained network's scale (without
+    it a deep ReLU net's outputs can reach 1e4, where float32 rounding alone exceeds 1e-4).
+    """
     torch.manual_seed(seed)
-    return randomize(GenotypeNet(genotype, num_classes=num_classes), seed)
+    net = randomize(GenotypeNet(genotype, num_classes=num_classes), seed)
+    if calibrate_at:
+        calibrate_bn(net, calibrate_at, seed=seed)
+    return net
+
+
+def calibrate_bn(net: nn.Module, resolution: int, batches: int = 2, batch_size: int = 8, seed: int = 0,
+                 in_channels: int = 3) -> nn.Module:
+    """Estimate BN running statistics from random inputs (cumulative average); back in eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+    net.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            net(torch.randn(batch_size, in_channels, resolution, resolution, generator=gen))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
+    return net.eval()
+
+
+def spec_tflite(spec: Spec, seed: int = 0) -> bytes:
+    """The probe model of a table entry (random weights; timing does not depend on their values)."""
+    if isinstance(spec, InvokeSpec):
+        return trivial_tflite()
+    if isinstance(spec, StemSpec):
+        m: nn.Module = make_stem(Stem(spec.c_out, spec.kernel, spec.stride), spec.c_in, spec.act, seed)
+    elif isinstance(spec, BlockSpec):
+        m = make_block(spec.stage(), spec.c_in, spec.c_out, spec.stride, spec.act, seed)
+    elif isinstance(spec, HeadSpec):
+        m = make_head(spec.c_in, spec.channels, spec.num_classes, spec.act, seed)
+    else:
+        raise TypeError(f"not a probe spec: {spec!r}")
+    return module_tflite(m, spec.input_hwc)
+
+
+def genotype_tflite(g: Genotype, resolution: int | None = None, num_classes: int = 1000, seed: int = 0) -> bytes:
+    """A whole network of a genotype with random weights, at a resolution (default: its own)."""
+    return network_tflite(make_network(g, num_classes, seed), resolution or g.resolution)

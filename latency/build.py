@@ -1,0 +1,216 @@
+"""Build (or resume) a latency table for a search space by timing every probe with LiteRT."""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from search_space.genotype import Genotype
+from search_space.space import SearchSpace, SpaceError, load_space
+
+from .errors import LatencyTableError
+from .keys import Spec, genotype_keys, space_specs
+from .drift import correct, entry_with_reference, merge_pass, passes_done, rebase, time_with_reference
+from .measure import Settings, Timing, host_metadata
+from .table import LatencyTable
+
+# Calibration networks are sampled from this seed family; validation uses others and skips them.
+CALIBRATION_SEED = "hwnas-latency-calibration"
+
+
+def resolve_space(path_or_space: str | Path | SearchSpace | Mapping[str, Any]) -> SearchSpace:
+    """A SearchSpace from a space YAML, or from a search config YAML whose `space:` names one.
+
+    `space:` may be a path (relative to the config file, else to the working directory) or an
+    inline space mapping.
+    """
+    if isinstance(path_or_space, (SearchSpace, Mapping)):
+        return load_space(path_or_space)
+    import yaml
+
+    p = Path(path_or_space)
+    if not p.is_file():
+        raise SpaceError(f"space or config file {str(p)!r} does not exist")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{p}: not valid YAML: {e}") from None
+    if isinstance(doc, Mapping) and "space" in doc and "stages" not in doc:
+        ref = doc["space"]
+        if isinstance(ref, Mapping):
+            return SearchSpace(ref, source=f"{p}:space")
+        for cand in (p.parent / str(ref), Path(str(ref))):
+            if cand.is_file():
+                return SearchSpace.from_yaml(cand)
+        raise SpaceError(f"{p}: key 'space': {str(ref)!r} not found next to the config or in the working directory")
+    return SearchSpace.from_yaml(p)
+
+
+def space_meta(space: SearchSpace) -> dict[str, Any]:
+    """How a table records the space it was built for (validate samples from it)."""
+    return {"source": space.source, "spec": space.to_dict()}
+
+
+def new_table(space: SearchSpace, resolution: int, settings: Settings, num_classes: int = 1000,
+              in_channels: int = 3) -> LatencyTable:
+    """An empty table with this host's metadata."""
+    meta = {
+        "device": host_metadata(settings.threads),
+        "measurement": settings.to_dict(),
+        "resolution": resolution,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "space": space_meta(space),
+    }
+    return LatencyTable(meta=meta)
+
+
+def check_compatible(table: LatencyTable, resolution: int, settings: Settings, num_classes: int,
+                     in_channels: int) -> None:
+    """Resuming only adds to a table measured the same way on the same kind of host; else an error."""
+    host = host_metadata(settings.threads)
+    want = {"resolution": resolution, "num_classes": num_classes, "in_channels": in_channels}
+    have = {k: table.meta.get(k) for k in want}
+    diffs = [f"{k} {have[k]!r} vs {want[k]!r}" for k in want if have[k] != want[k]]
+    m_have, m_want = table.meta.get("measurement") or {}, settings.to_dict()
+    diffs += [f"measurement.{k} {m_have.get(k)!r} vs {v!r}" for k, v in m_want.items() if m_have.get(k) != v]
+    d_have = table.device
+    diffs += [f"device.{k} {d_have.get(k)!r} vs {host[k]!r}" for k in ("cpu", "runtime", "threads")
+              if d_have.get(k) != host[k]]
+    if diffs:
+        raise LatencyTableError(f"{table.path}: cannot resume, the table was measured differently ("
+                                + "; ".join(diffs) + "); pass another output path or overwrite it")
+
+
+def measure_specs(specs: Sequence[Spec], settings: Settings, act: str, resolution: int) -> list[dict[str, Any]]:
+    """Build each probe's model and time them together (round-robin) with the drift reference."""
+    from .emit import spec_tflite
+
+    timings, ref = time_with_reference([spec_tflite(s) for s in specs], settings, act, resolution)
+    return [entry_with_reference(t, ref) for t in timings]
+
+
+def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolution: int | None = None,
+                settings: Settings = Settings(), num_classes: int = 1000, in_channels: int = 3,
+                calibration_networks: int = 10, batch: int = 8, progress: bool = True, overwrite: bool = False,
+                log: Callable[[str], None] | None = None) -> LatencyTable:
+    """Measure every entry of the space that `out` lacks, saving atomically after each batch.
+
+    An existing `out` measured the same way is resumed: its entries are kept and skipped.
+    Returns the finished table (also written to `out` when given).
+    """
+    from tqdm import tqdm
+
+    space = resolve_space(space) if not isinstance(space, SearchSpace) else space
+    res = int(resolution or space.resolution)
+    out_p = Path(out) if out is not None else None
+    if out_p is not None and out_p.exists() and not overwrite:
+        table = LatencyTable.load(out_p)
+        check_compatible(table, res, settings, num_classes, in_channels)
+        table.meta["space"] = space_meta(space)
+    else:
+        table = new_table(space, res, settings, num_classes, in_channels)
+        table.path = out_p
+    specs = space_specs(space, res, num_classes, in_channels)
+    n_todo = sum(max(0, settings.passes - passes_done(table.entries.get(s.key))) for s in specs)
+    if log and n_todo < len(specs) * settings.passes:
+        done = sum(passes_done(table.entries.get(s.key)) >= settings.passes for s in specs)
+        log(f"resuming {out_p}: {done} of {len(specs)} entries already measured")
+    t0 = time.perf_counter()
+    with tqdm(total=n_todo, unit="probe", disable=not progress, desc="latency table") as bar:
+        for p in range(settings.passes):
+            todo = [s for s in specs if passes_done(table.entries.get(s.key)) <= p]
+            if p:  # later passes: other neighbours in each batch, and minutes later
+                random.Random(f"pass-{p}").shuffle(todo)
+            for i in range(0, len(todo), batch):
+                chunk = todo[i:i + batch]
+                for s, e in zip(chunk, measure_specs(chunk, settings, space.activation, res)):
+                    table.set(s.key, merge_pass(table.entries.get(s.key), e, settings.statistic))
+                rebase(table, space.activation, res)
+                if out_p is not None:
+                    table.save(out_p)
+                bar.update(len(chunk))
+    entries_s = time.perf_counter() - t0
+    calibrated = bool(calibration_networks and _needs_calibration(table, calibration_networks))
+    if calibrated:
+        calibrate(table, space, calibration_networks, settings, progress=progress)
+    if n_todo or calibrated:
+        table.meta["build"] = {"probe_runs": n_todo, "entries_seconds": round(entries_s, 1),
+                               "seconds": round(time.perf_counter() - t0, 1),
+                               "date": host_metadata(settings.threads)["date"]}
+    if out_p is not None:
+        table.save(out_p)
+    return table
+
+
+def _needs_calibration(table: LatencyTable, n: int) -> bool:
+    cal = table.meta.get("calibration") or {}
+    return len(cal.get("networks", [])) < n
+
+
+def calibration_genotypes(space: SearchSpace, n: int) -> list[Genotype]:
+    """The `n` networks calibration measures (fixed seed, so build and validate agree on them)."""
+    rng = random.Random(CALIBRATION_SEED)
+    return [space.sample(rng) for _ in range(n)]
+
+
+def measure_networks(genotypes: Sequence[Genotype], resolution: int, num_classes: int, settings: Settings,
+                     batch: int = 8, progress: bool = False,
+                     desc: str = "networks") -> list[tuple[Timing, float]]:
+    """End-to-end timings of whole networks (random weights), round-robin in batches; per network the
+    pass with the lowest drift-corrected value and that pass's reference time (ms)."""
+    from tqdm import tqdm
+
+    from .emit import genotype_tflite
+
+    best: list[tuple[Timing, float] | None] = [None] * len(genotypes)
+    stat = settings.statistic
+    with tqdm(total=len(genotypes) * settings.passes, unit="net", disable=not progress, desc=desc) as bar:
+        for p in range(settings.passes):
+            order = list(range(len(genotypes)))
+            if p:  # as for probes: other neighbours, later time; keep each network's best pass
+                random.Random(f"pass-{p}").shuffle(order)
+            for i in range(0, len(order), batch):
+                idx = order[i:i + batch]
+                models = [genotype_tflite(genotypes[j], resolution, num_classes, seed=j) for j in idx]
+                timings, ref = time_with_reference(models, settings, genotypes[idx[0]].activation, resolution)
+                for j, t in zip(idx, timings):
+                    old = best[j]
+                    if old is None or t.stat(stat) / ref < old[0].stat(stat) / old[1]:
+                        best[j] = (t, ref)
+                bar.update(len(idx))
+    return [b for b in best if b is not None]
+
+
+def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Settings, progress: bool = False) -> float:
+    """Fit the table's scale: median over `n` sampled networks of measured / uncalibrated block sum.
+
+    Blocks are timed alone with their weights hot in cache; inside a network the previous blocks
+    have evicted them, so a network is a few percent slower than its sum on a CPU with a small
+    cache. One robust ratio absorbs that without touching the entries.
+    """
+    gs = calibration_genotypes(space, n)
+    res = table.resolution or space.resolution
+    missing = sorted({k for g in gs for k in genotype_keys(g, res, table.num_classes, table.in_channels)
+                      if k not in table})
+    if missing:
+        raise LatencyTableError(f"cannot calibrate: {len(missing)} entries missing, e.g. {missing[0]!r}")
+    timings = measure_networks(gs, res, table.num_classes, settings, progress=progress, desc="calibration")
+    nets = []
+    for g, (t, ref) in zip(gs, timings):
+        raw = table.sum_keys(genotype_keys(g, res, table.num_classes, table.in_channels), calibrated=False)
+        v = t.stat(settings.statistic)
+        nets.append({"genotype": g.to_string(), "measured_ms": round(correct(v, ref, table), 6),
+                     "raw_measured_ms": round(v, 6), "ref_ms": round(ref, 6), "sum_ms": round(raw, 6)})
+    return set_calibration(table, nets)
+
+
+def set_calibration(table: LatencyTable, nets: list[dict[str, Any]]) -> float:
+    """Store calibration networks (genotype, measured_ms, sum_ms) and their median ratio as the scale."""
+    ratios = [n["measured_ms"] / n["sum_ms"] for n in nets if n["sum_ms"] > 0]
+    scale = statistics.median(ratios) if ratios else 1.0
+    table.meta["calibration"] = {"scale": round(scale, 6), "method": "median of measured / block sum",
+                                 "networks": nets}
+    return scale

@@ -1,0 +1,202 @@
+"""Timing TFLite models with the LiteRT interpreter (XNNPACK, the default CPU delegate for float).
+
+Only `Interpreter.invoke()` is timed (input set once beforehand), the same span that TFLite's
+`benchmark_model` reports, so a phone table and a host table mean the same thing. Several models
+are timed round-robin in a batch so that a burst of load from other processes spreads over many
+entries instead of ruining one. Each model's runs give median, 10th percentile, min, IQR and std
+(which one a table predicts from is `Settings.statistic`).
+"""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+import numpy as np
+
+from .runtime import interpreter_class, runtime_version
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Statistics of repeated runs of one model, in milliseconds."""
+
+    median_ms: float
+    iqr_ms: float
+    std_ms: float
+    min_ms: float
+    count: int
+    p10_ms: float = float("nan")
+
+    def stat(self, name: str) -> float:
+        """One statistic by name: `median`, `p10` or `min`."""
+        return float(getattr(self, f"{name}_ms"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table-entry fields."""
+        return {"median_ms": round(self.median_ms, 6), "p10_ms": round(self.p10_ms, 6),
+                "min_ms": round(self.min_ms, 6), "iqr_ms": round(self.iqr_ms, 6), "std_ms": round(self.std_ms, 6),
+                "count": self.count}
+
+    @classmethod
+    def from_samples(cls, samples_ms: Sequence[float]) -> "Timing":
+        """Median, inter-quartile range, std, min, 10th percentile and count of samples."""
+        a = np.asarray(samples_ms, dtype=np.float64)
+        p10, q1, med, q3 = np.percentile(a, [10, 25, 50, 75])
+        return cls(float(med), float(q3 - q1), float(a.std()), float(a.min()), int(a.size), float(p10))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How each model is timed: threads, warm-up runs, timed runs, the rounds they are split into.
+
+    `statistic` is what a table predicts from: ``p10`` (default) is the 10th percentile of the
+    runs, i.e. the speed of an uncontended run, which on a shared host repeats far better than
+    the median (other tenants' bursts push the median around); ``median`` is the usual choice
+    on a quiet device. Every entry stores both, plus min, IQR, std and count.
+
+    `passes`: a table build (and validation) measures everything this many times, minutes apart
+    and next to different neighbours, and keeps the pass with the lowest drift-corrected value:
+    a memory-bound probe that happened to run while another tenant saturated the memory bus is
+    then measured again in calmer conditions.
+    """
+
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 60
+    rounds: int = 3
+    pin: bool = True
+    statistic: str = "p10"
+    passes: int = 2
+
+    @property
+    def clock(self) -> str:
+        """`thread_cpu` with one thread (immune to time-slicing by other processes), else `wall`."""
+        return "thread_cpu" if self.threads == 1 else "wall"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The table's `measurement` metadata."""
+        return {"threads": self.threads, "warmup": self.warmup, "runs": self.runs, "rounds": self.rounds,
+                "pin": self.pin, "clock": self.clock, "statistic": self.statistic, "passes": self.passes}
+
+
+class Runner:
+    """One model loaded in an interpreter with a random input set, ready to invoke."""
+
+    def __init__(self, model: bytes, threads: int = 1, seed: int = 0) -> None:
+        Interpreter = interpreter_class()
+        self.interpreter = Interpreter(model_content=model, num_threads=threads)
+        self.interpreter.allocate_tensors()
+        rng = np.random.default_rng(seed)
+        for d in self.interpreter.get_input_details():
+            self.interpreter.set_tensor(d["index"], rng.standard_normal(d["shape"]).astype(np.float32))
+        self.invoke = self.interpreter.invoke
+
+    def set_input(self, x: np.ndarray) -> None:
+        """Set the (single) input tensor."""
+        self.interpreter.set_tensor(self.interpreter.get_input_details()[0]["index"], x)
+
+    def output(self) -> np.ndarray:
+        """A copy of the (single) output tensor."""
+        return self.interpreter.get_tensor(self.interpreter.get_output_details()[0]["index"]).copy()
+
+
+def run_model(model: bytes, x: np.ndarray, threads: int = 1) -> np.ndarray:
+    """Outputs of a model for one NHWC float32 input."""
+    r = Runner(model, threads)
+    r.set_input(np.ascontiguousarray(x, dtype=np.float32))
+    r.invoke()
+    return r.output()
+
+
+def time_models(models: Sequence[bytes], settings: Settings = Settings()) -> list[Timing]:
+    """Time several models round-robin; one Timing per model (statistics of `settings.runs` invokes)."""
+    runners = [Runner(m, settings.threads, seed=i) for i, m in enumerate(models)]
+    samples: list[list[float]] = [[] for _ in runners]
+    per_round = [settings.runs // settings.rounds + (1 if r < settings.runs % settings.rounds else 0)
+                 for r in range(settings.rounds)]
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside a timed invoke would be charged to that probe
+    restore = _pin_thread() if settings.pin and settings.threads == 1 else None
+    try:
+        for r in runners:
+            for _ in range(settings.warmup):
+                r.invoke()
+        # On a shared machine a wall clock charges other processes' time slices to whichever
+        # invoke they interrupt (long invokes more often), which biases a sum of short probes
+        # against a long network run. With one thread XNNPACK computes on the calling thread,
+        # so that thread's CPU time is the latency an idle device would show.
+        clock = time.thread_time_ns if settings.clock == "thread_cpu" else time.perf_counter_ns
+        for n in per_round:
+            for r, out in zip(runners, samples):
+                invoke = r.invoke
+                # One untimed run per visit: the previous model evicted this one's weights
+                # from the cache, and a network run does not pay that for each block twice.
+                invoke()
+                for _ in range(n):
+                    t0 = clock()
+                    invoke()
+                    out.append((clock() - t0) / 1e6)
+    finally:
+        if restore is not None:
+            _set_affinity(restore)
+        if gc_was_enabled:
+            gc.enable()
+    return [Timing.from_samples(s) for s in samples]
+
+
+def _set_affinity(cpus: set[int]) -> None:
+    try:
+        os.sched_setaffinity(0, cpus)
+    except (AttributeError, OSError):
+        pass
+
+
+def _pin_thread() -> set[int] | None:
+    """Pin the calling thread to one CPU (returns the old set): migrations leave the L2 cold."""
+    try:
+        old = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    _set_affinity({max(old)})
+    return old
+
+
+def time_model(model: bytes, settings: Settings = Settings()) -> Timing:
+    """Time one model."""
+    return time_models([model], settings)[0]
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what `platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "processor\t: ")) and ":" in line:
+                    name = line.split(":", 1)[1].strip()
+                    if name and not name.isdigit():
+                        return name
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def host_metadata(threads: int) -> dict[str, Any]:
+    """Device metadata of this host for a table measured here."""
+    return {
+        "source": "host",
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "system": f"{platform.system()} {platform.release()}",
+        "runtime": runtime_version(),
+        "delegate": "XNNPACK (LiteRT default for float32)",
+        "threads": threads,
+        "python": sys.version.split()[0],
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,173 @@
+"""Import a Once-for-All / ProxylessNAS latency table (YAML) into our table format.
+
+Their keys (values `{count, mean, std}` in ms)::
+
+    Conv-input:224x224x3-output:112x112x32                       first conv (3x3, stride 2)
+    expanded_conv-input:56x56x32-output:56x56x32-expand:192-kernel:5-stride:1-idskip:1[-se:0-hs:0]
+    Conv_1-input:7x7x320-output:7x7x1280                         last 1x1 conv
+    Logits-input:7x7x1280-output:1000                            pool + classifier (ProxylessNAS)
+    AvgPool2D-..., Conv_2-...                                    MobileNetV3 head pieces
+
+Mapping: `expanded_conv` is our ``ir`` block with expansion = expanded channels / input channels
+(MobileNetV3-style keys, with `se:`/`hs:`, give expanded channels; ProxylessNAS keys give the
+ratio itself); `se:1` becomes our SE ratio 0.25 (theirs squeezes the expanded width, so the
+entry is an approximation); `hs:1` (h-swish) has no counterpart and is skipped; ReLU/ReLU6
+become ``relu``. The stem maps only for ProxylessNAS tables (MobileNetV3's stem is h-swish), and
+the head only where Conv_1 + Logits form our head (1x1 conv, pool, classifier) — MobileNetV3's
+extra feature-mix conv (Conv_2) does not.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from search_space.cost import conv_out
+
+from .errors import LatencyTableError
+from .keys import BlockSpec, HeadSpec, StemSpec
+from .table import LatencyTable
+
+
+@dataclass
+class ImportReport:
+    """Mapped and skipped counts, with skip reasons."""
+
+    mapped: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary."""
+        out = [f"mapped {self.mapped} entries, skipped {sum(self.skipped.values())}"]
+        out += [f"  skipped {n}: {why}" for why, n in self.skipped.most_common()]
+        return out
+
+
+def _parse_ofa_key(key: str) -> tuple[str, dict[str, str]]:
+    head, *parts = key.split("-")
+    fields = {}
+    for p in parts:
+        name, sep, val = p.partition(":")
+        if not sep:
+            raise ValueError(f"bad field {p!r}")
+        fields[name] = val
+    return head, fields
+
+
+def _dims(s: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in s.split("x"))
+
+
+def _entry(v: Mapping[str, Any]) -> dict[str, Any]:
+    return {"median_ms": float(v["mean"]), "count": int(v.get("count", 0)), "std_ms": float(v.get("std", 0.0)),
+            "statistic": "mean"}
+
+
+def load_ofa_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of an OFA/ProxylessNAS table file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise LatencyTableError(f"OFA table {str(p)!r} does not exist")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(p.read_text(), Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as e:
+        raise LatencyTableError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(doc, Mapping):
+        raise LatencyTableError(f"{p}: an OFA table is a mapping of key -> {{count, mean, std}}")
+    return dict(doc)
+
+
+def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTable, ImportReport]:
+    """Convert an OFA/ProxylessNAS table mapping into a LatencyTable (see module doc)."""
+    rep = ImportReport()
+    mbv3 = any("-hs:" in k or "-se:" in k for k in doc)
+    table = LatencyTable()
+    conv1: list[tuple[tuple[int, ...], tuple[int, ...], Mapping[str, Any]]] = []
+    logits: dict[tuple[int, ...], list[tuple[int, Mapping[str, Any]]]] = {}
+    resolution = None
+    for key, val in doc.items():
+        try:
+            kind, f = _parse_ofa_key(str(key))
+            if not isinstance(val, Mapping) or "mean" not in val:
+                raise ValueError("value lacks 'mean'")
+            cin, cout = _dims(f["input"]), _dims(f["output"])
+        except (ValueError, KeyError) as e:
+            rep.skipped[f"unreadable key or value ({type(e).__name__})"] += 1
+            continue
+        if kind == "expanded_conv":
+            why = _map_block(table, cin, cout, f, val, mbv3)
+            if why:
+                rep.skipped[why] += 1
+            else:
+                rep.mapped += 1
+        elif kind == "Conv":
+            if mbv3:
+                rep.skipped["stem: MobileNetV3 stem is h-swish"] += 1
+                continue
+            h, w, c = cin
+            stride = max(1, round(h / cout[0]))
+            table.set(StemSpec(h, w, c, cout[2], 3, stride, "relu").key, _entry(val))
+            resolution = h
+            rep.mapped += 1
+        elif kind == "Conv_1":
+            conv1.append((cin, cout, val))
+        elif kind == "Logits":
+            logits.setdefault(cin, []).append((cout[-1], val))
+        else:
+            rep.skipped[f"{kind}: no counterpart in our head (1x1 conv, pool, classifier)"] += 1
+    for cin, cout, val in conv1:
+        if mbv3:
+            rep.skipped["Conv_1: MobileNetV3 head is h-swish with an extra feature-mix conv"] += 1
+            continue
+        matches = logits.pop(cout, [])
+        if not matches:
+            rep.skipped["Conv_1 without a matching Logits entry"] += 1
+            continue
+        for n, lv in matches:
+            e1, e2 = _entry(val), _entry(lv)
+            table.set(HeadSpec(cin[0], cin[1], cin[2], cout[2], n, "relu").key, {
+                "median_ms": e1["median_ms"] + e2["median_ms"], "count": min(e1["count"], e2["count"]),
+                "std_ms": math.sqrt(e1["std_ms"] ** 2 + e2["std_ms"] ** 2), "statistic": "mean"})
+            rep.mapped += 1
+    for rest in logits.values():
+        rep.skipped["Logits without a matching Conv_1 entry"] += len(rest)
+    heads = [k for k in table.entries if k.startswith("head-")]
+    table.meta = {
+        "device": {"source": "import-ofa", "file": source,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "measurement": {"statistic": "mean", "tool": "OFA/ProxylessNAS table"},
+        "resolution": resolution,
+        "num_classes": int(heads[0].split("-cls")[1].split("-")[0]) if heads else 1000,
+        "in_channels": 3,
+        "imported": {"mapped": rep.mapped, "skipped": sum(rep.skipped.values()),
+                     "style": "mobilenetv3" if mbv3 else "proxylessnas"},
+    }
+    return table, rep
+
+
+def _map_block(table: LatencyTable, cin: tuple[int, ...], cout: tuple[int, ...], f: Mapping[str, str],
+               val: Mapping[str, Any], mbv3: bool) -> str | None:
+    """Add one expanded_conv entry; returns why it was skipped, or None."""
+    h, w, c_in = cin
+    ho, wo, c_out = cout
+    k, s, skip = int(f["kernel"]), int(f["stride"]), int(f.get("idskip", 0))
+    if int(f.get("hs", 0)):
+        return "expanded_conv with h-swish (hs:1)"
+    e_raw = int(f["expand"])
+    # MobileNetV3-style keys give the expanded width; ProxylessNAS keys give the ratio.
+    mid = e_raw if (mbv3 or e_raw > 12) else e_raw * c_in
+    if mid % c_in:
+        return "expanded width not a multiple of the input channels"
+    if (ho, wo) != (conv_out(h, k, s), conv_out(w, k, s)):
+        return "output size inconsistent with kernel/stride"
+    if skip and not (s == 1 and c_in == c_out):
+        return "idskip:1 on a shape-changing block"
+    se = 0.25 if int(f.get("se", 0)) else 0.0
+    table.set(BlockSpec("ir", h, w, c_in, c_out, k, s, mid // c_in, se, bool(skip), "relu").key, _entry(val))
+    return None

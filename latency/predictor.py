@@ -1,0 +1,103 @@
+"""The search-facing predictor: genotype -> predicted latency in ms, cached and fast."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+from search_space.genotype import Genotype
+
+from .errors import LatencyTableError
+from .keys import genotype_keys, parse_key
+from .measure import Settings, host_metadata
+from .table import LatencyTable
+
+
+class Predictor:
+    """Callable predictor over a LatencyTable; optionally measures missing entries on this host."""
+
+    def __init__(self, table: LatencyTable, resolution: int | None = None, num_classes: int | None = None,
+                 measure_missing: bool = False, settings: Settings | None = None, cache_size: int = 100_000) -> None:
+        self.table = table
+        self.resolution = resolution or table.resolution
+        self.num_classes = num_classes or table.num_classes
+        self.measure_missing = measure_missing
+        self.settings = settings or table_settings(table)
+        self._cache: OrderedDict[Genotype, float] = OrderedDict()
+        self._cache_size = cache_size
+
+    def __call__(self, g: Genotype) -> float:
+        """Predicted latency in ms (resolution: the predictor's, not the genotype's)."""
+        hit = self._cache.get(g)
+        if hit is not None:
+            self._cache.move_to_end(g)
+            return hit
+        keys = genotype_keys(g, self.resolution or g.resolution, self.num_classes, self.table.in_channels)
+        if self.measure_missing:
+            missing = [k for k in dict.fromkeys(keys) if k not in self.table]
+            if missing:
+                self._measure(missing)
+        ms = self.table.sum_keys(keys)
+        self._cache[g] = ms
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return ms
+
+    def _measure(self, keys: list[str]) -> None:
+        """Time missing entries here and add them (saved when the table has a path)."""
+        from .build import measure_specs
+
+        dev, host = self.table.device, host_metadata(self.settings.threads)
+        if dev and any(dev.get(k) != host[k] for k in ("cpu", "runtime", "threads")):
+            raise LatencyTableError(f"cannot measure {keys[0]!r} on the fly: the table was measured on "
+                                    f"{dev.get('cpu')!r} ({dev.get('runtime')}, {dev.get('threads')} threads), "
+                                    f"this host is {host['cpu']!r} ({host['runtime']}, {host['threads']} threads)")
+        specs = [parse_key(k) for k in keys]
+        act = next((getattr(s, "act") for s in specs if hasattr(s, "act")), "swish")
+        res = self.table.resolution or self.resolution
+        # Entries keep their batch's reference time, so they read at the table's baseline speed.
+        for k, e in zip(keys, measure_specs(specs, self.settings, act, res)):
+            self.table.set(k, e)
+        if self.table.path is not None:
+            self.table.save()
+
+
+def table_settings(table: LatencyTable) -> Settings:
+    """The measurement settings a table records (defaults for what it lacks)."""
+    m = table.meta.get("measurement") or {}
+    d = Settings()
+
+    def get(name: str, default: object) -> object:
+        v = m.get(name)
+        return default if v is None else v
+
+    return Settings(threads=int(get("threads", d.threads)), warmup=int(get("warmup", d.warmup)),
+                    runs=int(get("runs", d.runs)), rounds=int(get("rounds", d.rounds)),
+                    pin=bool(get("pin", d.pin)), statistic=str(get("statistic", d.statistic)),
+                    passes=int(get("passes", 1)))
+
+
+def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str | Path | None,
+                   threads: int = 1, num_classes: int = 1000,
+                   measure_missing: bool = False) -> Callable[[Genotype], float]:
+    """A genotype -> latency (ms) predictor from a table file, or built for `space` when `lut` is None.
+
+    With `lut=None` the table for `space` at `resolution` is built (or resumed) into
+    `cache_dir/lut.json` with a progress bar, then used. A table of another resolution or
+    classifier width than asked for is a LatencyTableError.
+    """
+    if lut is None:
+        from .build import build_table
+
+        if cache_dir is None:
+            raise LatencyTableError("load_predictor: give a table path (lut) or a cache_dir to build one in")
+        out = Path(cache_dir) / "lut.json"
+        table = build_table(space, out, resolution=resolution, settings=Settings(threads=threads),
+                            num_classes=num_classes, progress=True)
+    else:
+        table = LatencyTable.load(lut)
+        if table.resolution is not None and table.resolution != resolution:
+            raise LatencyTableError(f"{lut}: table is for resolution {table.resolution}, asked for {resolution}")
+        if table.num_classes != num_classes:
+            raise LatencyTableError(f"{lut}: table's head has {table.num_classes} classes, asked for {num_classes}")
+    return Predictor(table, resolution=resolution, num_classes=num_classes, measure_missing=measure_missing)
