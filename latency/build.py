@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from search_space.genotype import Genotype
 from search_space.space import SearchSpace, SpaceError, load_space
+from search_space.yamlfile import read_yaml_file
 
 from .errors import LatencyTableError
 from .keys import Spec, genotype_keys, space_specs
@@ -28,15 +29,8 @@ def resolve_space(path_or_space: str | Path | SearchSpace | Mapping[str, Any]) -
     """
     if isinstance(path_or_space, (SearchSpace, Mapping)):
         return load_space(path_or_space)
-    import yaml
-
     p = Path(path_or_space)
-    if not p.is_file():
-        raise SpaceError(f"space or config file {str(p)!r} does not exist")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{p}: not valid YAML: {e}") from None
+    doc = read_yaml_file(p, SpaceError, "space or config file")
     if isinstance(doc, Mapping) and "space" in doc and "stages" not in doc:
         ref = doc["space"]
         if isinstance(ref, Mapping):

@@ -8,6 +8,8 @@ top-level dataclass (the scaling grid search reuses the `data` and `train` secti
 """
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import difflib
 import math
@@ -216,7 +218,7 @@ def _is_optional_dict(tp: Any) -> bool:
 
 def apply_sets(cls: type, data: Mapping[str, Any], sets: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Merge ``a.b=value`` overrides (YAML-parsed values) into a copy of `data`; returns it and key origins."""
-    out: dict[str, Any] = _copy(data)
+    out: dict[str, Any] = copy.deepcopy(dict(data))
     origins: dict[str, str] = {}
     for item in sets:
         if "=" not in item:
@@ -239,14 +241,6 @@ def apply_sets(cls: type, data: Mapping[str, Any], sets: list[str]) -> tuple[dic
         node[parts[-1]] = value
         origins[dotted] = f"--set {item}"
     return out, origins
-
-
-def _copy(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_copy(v) for v in x]
-    return x
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ Every key with more than one choice becomes one decision, named ``s<i>.<key>`` f
 """
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from .genotype import Genotype, GenotypeError, Stage, Stem
+from .yamlfile import read_yaml_file
 
 # The op decision's choices and the (op, expansion) of the genotype they stand for.
 OP_CHOICES: dict[str, tuple[str, int]] = {
@@ -99,20 +101,11 @@ class SearchSpace:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SearchSpace":
         """Load a space from a YAML file (errors name the file and the key)."""
-        import yaml
-
-        p = Path(path)
-        if not p.is_file():
-            raise SpaceError(f"search space file {str(p)!r} does not exist")
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise SpaceError(f"{p}: not valid YAML: {e}") from None
-        return cls(data, source=str(p))
+        return cls(read_yaml_file(path, SpaceError, "search space file"), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The validated mapping form of the space (every value a list of choices)."""
-        return _deepcopy(self._spec)
+        return copy.deepcopy(self._spec)
 
     # ---- size & sampling -----------------------------------------------------------------
     @property
@@ -287,14 +280,6 @@ def _scalar_int(v: Any, src: str, key: str, allowed: Sequence[int]) -> int:
     if v not in allowed or isinstance(v, bool):
         raise SpaceError(f"{src}: key '{key}': {v!r} is not one of {list(allowed)}")
     return int(v)
-
-
-def _deepcopy(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {k: _deepcopy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_deepcopy(v) for v in x]
-    return x
 
 
 def as_decisions(decisions: Iterable[Any]) -> list[Decision]:
