@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from search_space.yamlfile import read_yaml_file
+
 from .reward import KINDS, PRESETS, Objective, weights
 from .schema import ConfigError, apply_sets, build, option, to_dict
 from .units import UnitError, parse_target
@@ -65,13 +67,18 @@ class TrainConfig:
     amp: bool = True                                # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True
     cudnn_benchmark: bool = False                   # autotuning costs more than it saves per candidate
+    evaluator: str = option("auto", choices=("auto", "standard", "fast"))  # auto: fast on CUDA (SGD), else standard
+    concurrent: int = option(4, lo=1, hi=64)        # fast evaluator: candidates training at once per GPU
+    cuda_graphs: bool = True                        # fast evaluator: replay each training step as a CUDA graph
 
 
 @dataclass
 class ControllerConfig:
     """Which controller proposes candidates; options go to `nas.controllers.build`."""
 
-    name: str = option("ppo", choices=("random", "evolution", "ppo"))
+    # nni:* run NNI 3.0's strategies (the `nni` extra, nas/nni_bridge); the rest are ours.
+    name: str = option("ppo", choices=("random", "evolution", "ppo", "nni:RegularizedEvolution", "nni:PolicyBasedRL",
+                                       "nni:TPE", "nni:Random"))
     options: dict[str, Any] = option(factory=dict)
 
 
@@ -101,9 +108,36 @@ class SearchConfig:
 
 @dataclass
 class ExecutorConfig:
-    """Where evaluations run (only in-process for now)."""
+    """Where evaluations run: in this process, a pool of local worker processes, or a Ray cluster."""
 
-    kind: str = option("inline", choices=("inline",))
+    kind: str = option("inline", choices=("inline", "local", "ray"))
+    workers: int | None = option(None, lo=1)        # local on CPU: processes (null: cores); ray: actors (null: fit)
+    gpus: list[int] | str | None = None             # local: GPU indices or "all"; [] forces CPU workers
+    workers_per_gpu: int = option(1, lo=1)          # local: workers sharing each listed GPU
+    max_retries: int = option(2, lo=0)              # retries of a job whose worker died, then status failed
+    address: str | None = None                      # ray: "auto", "ray://host:10001", null starts a local one
+    num_cpus: float = option(1.0, lo=0.0)           # ray: CPUs per trial (also its torch threads)
+    num_gpus: float = option(0.0, lo=0.0)           # ray: GPUs per trial; 0.25 packs four trials on a GPU
+    runtime_env: dict[str, Any] | None = None       # ray: passed to ray.init, e.g. {working_dir: .}
+
+
+@dataclass
+class ScalingConfig:
+    """The grid of compound coefficients and the family to emit afterwards."""
+
+    step: float = option(0.05, lo=0.0, lo_open=True, hi=1.0)
+    tolerance: float = option(0.1, lo=0.0, hi=1.0)     # |alpha * beta^2 * gamma^2 - factor| allowed
+    factor: float = option(2.0, lo=1.0, lo_open=True)  # FLOPs growth per unit of phi
+    max_alpha: float | None = option(None, lo=1.0)
+    max_beta: float | None = option(None, lo=1.0)
+    max_gamma: float | None = option(None, lo=1.0)
+    max_points: int | None = option(None, lo=1)        # train at most this many, spread over the grid
+    points: list[list[float]] | None = None            # explicit [alpha, beta, gamma] triples instead
+    include_paper_point: bool = True                   # keep (1.2, 1.1, 1.15) when subsampling
+    phis: list[float] = option(factory=lambda: [1, 2, 3, 4, 5, 6, 7])
+    divisor: int = option(8, lo=1)                     # channel multiple (8 official; 2-4 for tiny nets)
+    seed: int = option(0, lo=0)                        # the same training seed for every point
+    lut: str | None = None                             # latency table to report predicted latency
 
 
 @dataclass
@@ -118,6 +152,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)  # used by nas.pipeline, not the search
     out: str | None = None                          # run folder; default runs/<name>
 
     def reward_objective(self) -> Objective:
@@ -135,12 +170,7 @@ class Config:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file; errors are ConfigError naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(e).split())}") from None
+    data = read_yaml_file(p, ConfigError, "config file")
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -193,6 +223,9 @@ def check_train(train: TrainConfig, src: str) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError(f"{src}: key 'train.device': 'cuda' but no CUDA device is available; use auto or cpu")
+    if train.evaluator == "fast" and train.optimizer != "sgd":
+        raise ConfigError(f"{src}: key 'train.evaluator': 'fast' implements the sgd optimizer only, got "
+                          f"train.optimizer {train.optimizer!r}; use evaluator auto or standard")
 
 
 def load_config(path: str | Path, sets: list[str] | None = None) -> Config:
@@ -246,5 +279,5 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
 
 
 __all__ = ["DataConfig", "TrainConfig", "ControllerConfig", "ObjectiveConfig", "SearchConfig", "ExecutorConfig",
-           "Config", "ConfigError", "load_config", "load_yaml", "read_yaml", "resolve_path", "dump_config",
+           "ScalingConfig", "Config", "ConfigError", "load_config", "load_yaml", "read_yaml", "resolve_path", "dump_config",
            "config_from_dict", "check_data_paths", "CIFAR10_URL", "CIFAR10_CHECKSUM"]

@@ -4,7 +4,8 @@
 sections works, e.g. the scaling grid search's). It is cheap to pickle: the loaded data is
 dropped and reloaded lazily, so an executor can re-create it in a worker process. A candidate
 that diverges, runs out of memory or fails otherwise gets accuracy 0 and a status and reason;
-nothing is raised, so the search goes on.
+nothing is raised, so the search goes on. On a GPU (``train.evaluator`` auto or fast) candidates go
+to the fast evaluator in `nas.fast` (CUDA-graph steps, `evaluate_many` trains several at once).
 """
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ class Evaluator:
         self.data_cfg = config.data
         self.train_cfg = config.train
         self._splits: dict[int | None, Splits] = {}
+        self._fast: dict[int | None, Any] = {}  # nas.fast.FastSession per resolution (None: data not on the GPU)
 
     # Pickling keeps only the config: data and device state are rebuilt in the new process.
     def __getstate__(self) -> dict[str, Any]:
@@ -75,6 +77,7 @@ class Evaluator:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._splits = {}
+        self._fast = {}
 
     @property
     def device(self) -> torch.device:
@@ -101,8 +104,58 @@ class Evaluator:
         free, _ = torch.cuda.mem_get_info(dev)
         return need < free // 2
 
+    @property
+    def kind(self) -> str:
+        """The evaluator in use, 'fast' or 'standard' (train.evaluator with 'auto' resolved for the device)."""
+        from .fast import resolve_evaluator
+
+        return resolve_evaluator(self.train_cfg, self.device)
+
+    def _fast_session(self, resolution: int | None) -> Any:
+        """The fast evaluator's session for a resolution, or None where the standard one must run."""
+        key = self.data_cfg.resolution or resolution
+        if key not in self._fast:
+            from .fast import FastSession
+
+            try:
+                splits = self.prepare(resolution)
+            except Exception:  # noqa: BLE001 - the standard path reports the error per candidate
+                return None
+            dev = self.device
+            # Data that did not fit on the GPU stays with the standard evaluator's per-batch copies.
+            on_device = dev.type != "cuda" or splits.x_train.device.type == "cuda"
+            self._fast[key] = FastSession(splits, self.train_cfg, dev) if on_device else None
+        return self._fast[key]
+
+    def evaluate_many(self, genotypes: list[Genotype | str], seeds: list[int]) -> list[EvalResult]:
+        """Train and score several candidates; the fast evaluator trains train.concurrent of them at once."""
+        gs = [parse(g) if isinstance(g, str) else g for g in genotypes]
+        if len(gs) != len(seeds):
+            raise ValueError(f"{len(gs)} genotypes but {len(seeds)} seeds")
+        cfg = self.train_cfg
+        configure_backend(self.device, cfg.threads, cfg.cudnn_benchmark)
+        out: list[EvalResult | None] = [None] * len(gs)
+        groups: dict[int | None, list[int]] = {}
+        for i, g in enumerate(gs):
+            groups.setdefault(self.data_cfg.resolution or g.resolution, []).append(i)
+        for idx in groups.values():
+            session = self._fast_session(gs[idx[0]].resolution) if self.kind == "fast" else None
+            if session is None:
+                res = [self._evaluate_standard(gs[i], seeds[i]) for i in idx]
+            else:
+                res = session.evaluate_many([gs[i] for i in idx], [seeds[i] for i in idx])
+            for i, r in zip(idx, res):
+                out[i] = r
+        return [r for r in out if r is not None]
+
     def evaluate(self, genotype: Genotype | str, seed: int) -> EvalResult:
         """Train the candidate with this seed and return its validation accuracy and training time."""
+        if self.kind == "fast":
+            return self.evaluate_many([genotype], [seed])[0]
+        return self._evaluate_standard(genotype, seed)
+
+    def _evaluate_standard(self, genotype: Genotype | str, seed: int) -> EvalResult:
+        """The plain eager trainer (nas.train) on the configured device."""
         g = parse(genotype) if isinstance(genotype, str) else genotype
         cfg = self.train_cfg
         dev = self.device

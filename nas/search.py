@@ -12,6 +12,13 @@ told, and evaluation seeds depend only on ``search.seed`` and the genotype. Afte
 moment, ``--resume`` restores the controller, finishes its outstanding samples (from the journal
 when they were evaluated already, else by training them) and goes on, so the journal, the
 controller's history and the best candidate are those of an uninterrupted run.
+
+Scheduling: the executor (``executor.kind``: inline, local worker processes, Ray) has slots; the
+controller is asked for a new sample whenever one is free, so with several workers several asks
+are outstanding at once and results are told in the order they finish (no generation barrier).
+Only this driver writes the journal and the controller state, so each finished evaluation is
+recorded exactly once whichever worker ran it. On resume the outstanding asks are re-submitted,
+not re-asked. With the inline executor the loop is the sequential one and resume stays exact.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import argparse
 import hashlib
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from search_space import Genotype, SearchSpace, SpaceError
+from search_space import SearchSpace, SpaceError
 
 from .config import Config, ConfigError, dump_config, load_config
 from .errors import UserError
@@ -34,8 +42,13 @@ from .journal import Journal, atomic_write_text, load_json, save_json
 from .reward import CostModel, LatencyFn, Objective, check_latency_available, latency_predictor
 from .units import format_target
 
-# Keys that may change between a run and its resume: where it lives, and how far it goes.
-RESUMABLE_CHANGES = ("out", "search.budget")
+# Keys that may change between a run and its resume: where it lives, how far it goes, and where its
+# evaluations run (results depend only on genotype and seed, not on the worker).
+RESUMABLE_CHANGES = ("out", "search.budget", "executor")
+
+
+def _resumable(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in RESUMABLE_CHANGES)
 
 
 class RunError(UserError):
@@ -66,6 +79,7 @@ def prepare(cfg: Config, source: str = "config") -> Setup:
     """Build and check every part of a run; mistakes raise ConfigError/DataError/ObjectiveUnavailable."""
     from . import controllers
     from .evaluate import Evaluator
+    from .executors import check_executor
 
     try:
         space = SearchSpace.from_yaml(cfg.space)
@@ -74,11 +88,25 @@ def prepare(cfg: Config, source: str = "config") -> Setup:
     if cfg.search.budget > space.size:
         raise ConfigError(f"{source}: key 'search.budget': {cfg.search.budget} is more than the {space.size} distinct "
                           f"members of the space {cfg.space}")
+    if cfg.controller.name.startswith("nni:"):  # NNI's strategies, an optional extra
+        from .nni_bridge import NNIUnavailable, check_available
+
+        try:
+            check_available(cfg.controller.name)
+        except NNIUnavailable as e:
+            raise ConfigError(f"{source}: key 'controller.name': {e}") from None
     try:
-        controller = controllers.build(cfg.controller.name, space.decisions, seed=cfg.search.seed,
-                                       **cfg.controller.options)
+        if cfg.controller.name.startswith("nni:"):
+            from .nni_bridge import build_controller as build_nni
+
+            controller = build_nni(cfg.controller.name, space.decisions, seed=cfg.search.seed,
+                                   **cfg.controller.options)
+        else:
+            controller = controllers.build(cfg.controller.name, space.decisions, seed=cfg.search.seed,
+                                           **cfg.controller.options)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: key 'controller.options': {' '.join(str(e).split())}") from None
+    check_executor(cfg.executor, cfg.train.device, source)
     objective = cfg.reward_objective()
     if objective.kind == "latency":
         check_latency_available(need_runtime=cfg.objective.lut is None)
@@ -121,7 +149,7 @@ def open_run_dir(cfg: Config, space: SearchSpace, resume: bool) -> Path:
         raise RunError(f"cannot resume: {out} has no config.yaml (start it without --resume)")
     old = _flatten(yaml.safe_load(saved_cfg.read_text()) or {})
     new = _flatten(cfg.to_dict())
-    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not _resumable(k)]
     if diff:
         shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
         raise RunError(f"cannot resume {out}: the config differs from its config.yaml in {shown}"
@@ -129,7 +157,7 @@ def open_run_dir(cfg: Config, space: SearchSpace, resume: bool) -> Path:
     space_file = out / "space.yaml"
     if space_file.is_file() and yaml.safe_load(space_file.read_text()) != space.to_dict():
         raise RunError(f"cannot resume {out}: the search space {cfg.space} changed since the run started")
-    if old.get("search.budget") != new.get("search.budget"):
+    if any(old.get(k) != new.get(k) for k in set(old) | set(new) if _resumable(k) and k != "out"):
         atomic_write_text(saved_cfg, dump_config(cfg))
     return out
 
@@ -159,9 +187,8 @@ class SearchRun:
         self.records: list[dict[str, Any]] = []
         self.cache: dict[str, dict[str, Any]] = {}
         self.costs: CostModel | None = None
-        from .executor import build_executor
-
-        self.executor = build_executor(self.cfg, setup.evaluator)
+        self.executor: Any = None  # built when the run starts (worker pools start processes)
+        self.running: dict[str, _Running] = {}  # genotype string -> its evaluation in flight
         self.best: dict[str, Any] | None = None
 
     # ---- state ----------------------------------------------------------------------------
@@ -205,49 +232,69 @@ class SearchRun:
             self.costs = CostModel(self.s.in_channels, self.s.num_classes, latency)
         return self.costs
 
-    def _evaluate(self, sample: dict[str, Any], g: Genotype) -> dict[str, Any]:
-        key = g.to_string()
-        seed = eval_seed(self.cfg.search.seed, key)
-        costs = self._costs()(g)
-        entropy = float(self.s.controller.entropy())
-        res = self.executor.evaluate(g, seed)
-        reward = self.s.objective.reward(res.accuracy, costs) if res.ok else 0.0
+    def _record(self, p: "_Running", res: Any) -> dict[str, Any]:
+        """The journal line of a finished evaluation (failed ones get reward 0)."""
+        reward = self.s.objective.reward(res.accuracy, p.costs) if res.ok else 0.0
         return {
-            "index": len(self.records), "genotype": key, "decisions": dict(sample),
-            "accuracy": res.accuracy, "reward": reward, "cost": self.s.objective.cost(costs),
-            "macs": costs.macs, "params": costs.params, "latency_ms": costs.latency_ms,
+            "index": len(self.records), "genotype": p.key, "decisions": dict(p.samples[0]),
+            "accuracy": res.accuracy, "reward": reward, "cost": self.s.objective.cost(p.costs),
+            "macs": p.costs.macs, "params": p.costs.params, "latency_ms": p.costs.latency_ms,
             "train_time_s": res.train_time_s, "eval_time_s": res.eval_time_s, "steps": res.steps,
             "epochs": res.epochs, "final_loss": res.final_loss, "status": res.status, "reason": res.reason,
-            "seed": seed, "device": res.device, "entropy": entropy,
+            "seed": p.seed, "device": res.device, "entropy": p.entropy,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def _handle(self, sample: dict[str, Any], tb: Any, bar: Any) -> None:
-        """Evaluate a sample (or reuse the journaled result of the same genotype) and tell it."""
+    def _submit(self, sample: dict[str, Any]) -> bool:
+        """Tell a known genotype's journaled result at once, else start (or join) its evaluation.
+
+        Returns False when the sample needs a new evaluation but the budget has no room for it
+        (it then stays outstanding in the controller, as before a resume).
+        """
+        from .executors import Job
+
         g = self.s.space.decode(sample)
         key = g.to_string()
         record = self.cache.get(key)
-        if record is None:
-            record = self._evaluate(sample, g)
-            self.journal.append(record)  # durable before the controller hears of it
-            self.records.append(record)
-            self.cache[key] = record
-            if tb is not None:
-                tb.log(record)
-                tb.flush()
-            if self._track_best(record):
-                atomic_write_text(self.run_dir / "best.yaml", _best_yaml(record, self.cfg.name))
-            if bar is not None:
-                bar.set_postfix_str(self._postfix(), refresh=False)
-                bar.update(1)
-        self.s.controller.tell(sample, record["reward"])
+        if record is not None:
+            self.s.controller.tell(sample, record["reward"])
+            self._save_state()
+            return True
+        if key in self.running:  # asked again while it trains: one evaluation answers both asks
+            self.running[key].samples.append(sample)
+            return True
+        if len(self.records) + len(self.running) >= self.cfg.search.budget:
+            return False
+        seed = eval_seed(self.cfg.search.seed, key)
+        self.running[key] = _Running(key, [sample], seed, self._costs()(g), float(self.s.controller.entropy()))
+        self.executor.submit(Job(key, key, seed))
+        return True
+
+    def _finish(self, key: str, res: Any, tb: Any, bar: Any) -> None:
+        """Journal a finished evaluation (durable before the controller hears of it), then tell it."""
+        p = self.running.pop(key)
+        record = self._record(p, res)
+        self.journal.append(record)
+        self.records.append(record)
+        self.cache[key] = record
+        if tb is not None:
+            tb.log(record)
+            tb.flush()
+        if self._track_best(record):
+            atomic_write_text(self.run_dir / "best.yaml", _best_yaml(record, self.cfg.name))
+        for sample in p.samples:
+            self.s.controller.tell(sample, record["reward"])
         self._save_state()
+        if bar is not None:
+            bar.set_postfix_str(self._postfix(), refresh=False)
+            bar.update(1)
 
     def _postfix(self) -> str:
+        run = f"running {len(self.running)}, " if self.executor is not None and self.executor.slots > 1 else ""
         if self.best is None:
-            return "best: -"
+            return f"{run}best: -"
         b = self.best
-        return f"best reward {b['reward']:.4f} acc {100 * b['accuracy']:.1f}%"
+        return f"{run}best reward {b['reward']:.4f} acc {100 * b['accuracy']:.1f}%"
 
     # ---- the loop -------------------------------------------------------------------------------
     def run(self) -> Summary:
@@ -267,34 +314,75 @@ class SearchRun:
             tb.log(r)
         tb.flush()
         ctl = self.s.controller
-        gave_up = False
+        gave_up = finished = False
+        from .executors import build_executor
+
+        self.executor = build_executor(self.cfg.executor, self.s.evaluator, self.cfg.train.device)
+        if self.progress and self.executor.slots > 1:
+            print(f"executor: {self.executor.describe()}", file=sys.stderr)
         bar = tqdm(total=budget, initial=min(len(self.records), budget), desc="search", unit="eval",
                    disable=not self.progress, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
         try:
             bar.set_postfix_str(self._postfix(), refresh=False)
-            # Samples asked before a kill and never told: finish them first, in asking order.
-            for sample in ctl.outstanding():
-                if self.s.space.decode(sample).to_string() in self.cache or len(self.records) < budget:
-                    self._handle(sample, tb, bar)
-            while len(self.records) < budget:
-                if ctl.num_asked >= max_asks:
-                    gave_up = True
+            # Samples asked before a kill and never told: re-submitted (not re-asked), in asking order.
+            backlog = deque(ctl.outstanding())
+            while True:
+                # Keep every slot busy: the controller is asked as soon as a worker frees up.
+                while self.executor.free() > 0 and not (gave_up or finished):
+                    if backlog:
+                        self._submit(backlog.popleft())
+                        continue
+                    if len(self.records) + len(self.running) >= budget:
+                        break
+                    if ctl.num_asked >= max_asks:
+                        gave_up = True
+                        break
+                    if not getattr(ctl, "can_ask", _always)():
+                        finished = not self.running  # e.g. an NNI strategy that has run out of candidates
+                        break
+                    sample = ctl.ask()
+                    self._save_state()  # the ask is part of the state (PPO keeps its log-prob)
+                    self._submit(sample)
+                if not self.running:
                     break
-                sample = ctl.ask()
-                self._save_state()  # the ask is part of the state (PPO keeps its log-prob)
-                self._handle(sample, tb, bar)
+                for done in self.executor.wait():
+                    self._finish(done.job.key, done.result, tb, bar)
+                bar.set_postfix_str(self._postfix(), refresh=False)
         finally:
+            self.executor.close()
+            close = getattr(ctl, "close", None)  # e.g. the thread of an NNI strategy
+            if close is not None:
+                close()
             bar.close()
             tb.close()
         note = ""
         if gave_up:
             note = (f"gave up after {ctl.num_asked} asks gave only {len(self.records)} distinct candidates of the "
                     f"budget {budget}: the controller keeps proposing genotypes it has seen")
+        elif finished and len(self.records) < budget:
+            note = (f"the controller stopped proposing after {len(self.records)} distinct candidates of the "
+                    f"budget {budget}")
+        if note:
             print(f"warning: {note}", file=sys.stderr)
         o = self.s.objective
         write_outputs(self.run_dir, self.records, self.cfg.to_dict(), o.target, note, (o.alpha, o.beta))
         return Summary(self.run_dir, len(self.records), ctl.num_asked, self.best, time.perf_counter() - start,
                        gave_up)
+
+
+@dataclass
+class _Running:
+    """An evaluation in flight: the asks it answers, its seed, costs and the controller's entropy at the ask."""
+
+    key: str
+    samples: list[dict[str, Any]]
+    seed: int
+    costs: Any
+    entropy: float
+
+
+def _always() -> bool:
+    return True
 
 
 def _best_yaml(record: dict[str, Any], name: str | None) -> str:
@@ -316,7 +404,8 @@ def _describe(setup: Setup) -> str:
     target = "" if o.target is None else f" target {format_target(o.target, o.kind)}, alpha {o.alpha}, beta {o.beta}"
     return (f"config ok: space {cfg.space} ({len(setup.space.decisions)} decisions, {setup.space.size:.3g} members), "
             f"controller {cfg.controller.name}, objective {o.kind}{target}, data {cfg.data.source} "
-            f"({setup.in_channels} channels, {setup.num_classes} classes), budget {cfg.search.budget}, out {cfg.out}")
+            f"({setup.in_channels} channels, {setup.num_classes} classes), budget {cfg.search.budget}, "
+            f"executor {cfg.executor.kind}, out {cfg.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import nas.search as search_mod
 from nas.config import load_config
 from nas.journal import Journal, load_json, save_json
 from nas.reward import ObjectiveUnavailable
@@ -88,14 +87,16 @@ def test_search_writes_every_output(tmp_path):
 
 
 def test_repeats_are_told_from_the_cache_not_retrained(tmp_path, monkeypatch):
+    from nas.evaluate import Evaluator
+
     calls = []
-    real = search_mod.SearchRun._evaluate
+    real = Evaluator.evaluate
 
-    def counting(self, sample, g):
-        calls.append(g.to_string())
-        return real(self, sample, g)
+    def counting(self, genotype, seed):
+        calls.append(str(genotype))
+        return real(self, genotype, seed)
 
-    monkeypatch.setattr(search_mod.SearchRun, "_evaluate", counting)
+    monkeypatch.setattr(Evaluator, "evaluate", counting)  # the inline executor trains in this process
     # 2 members, budget 2: the random controller repeats itself before it finds both.
     cfg = load_config(_config(tmp_path, space=TINY_SPACE, search={"budget": 2, "seed": 3}))
     summary = run_search(cfg, progress=False)
