@@ -39,8 +39,21 @@ class InvokeSpec:
         return INVOKE_KEY
 
 
+class _TimedOnInput:
+    """A spec that runs on one NHWC input of h x w x c_in."""
+
+    h: int
+    w: int
+    c_in: int
+
+    @property
+    def input_hwc(self) -> tuple[int, int, int]:
+        """Input shape H, W, C."""
+        return self.h, self.w, self.c_in
+
+
 @dataclass(frozen=True)
-class StemSpec:
+class StemSpec(_TimedOnInput):
     """The stem conv at an input size."""
 
     h: int
@@ -57,14 +70,9 @@ class StemSpec:
         """The entry key."""
         return f"stem-in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}-{self.act}"
 
-    @property
-    def input_hwc(self) -> tuple[int, int, int]:
-        """Input shape H, W, C."""
-        return self.h, self.w, self.c_in
-
 
 @dataclass(frozen=True)
-class BlockSpec:
+class BlockSpec(_TimedOnInput):
     """One block (layer of a stage) at an input size; `residual` is whether the identity is added."""
 
     op: str
@@ -86,11 +94,6 @@ class BlockSpec:
         return (f"{self.op}-in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}"
                 f"-e{self.expansion}-se{_fmt_se(self.se)}-res{int(self.residual)}-{self.act}")
 
-    @property
-    def input_hwc(self) -> tuple[int, int, int]:
-        """Input shape H, W, C."""
-        return self.h, self.w, self.c_in
-
     def stage(self) -> Stage:
         """A one-layer Stage that builds this block (skip chosen so the residual matches)."""
         return Stage(op=self.op, kernel=self.kernel, expansion=self.expansion, se=float(self.se),
@@ -99,7 +102,7 @@ class BlockSpec:
 
 
 @dataclass(frozen=True)
-class HeadSpec:
+class HeadSpec(_TimedOnInput):
     """The head: 1x1 conv to `channels` + act, global average pool, linear classifier."""
 
     h: int
@@ -114,11 +117,6 @@ class HeadSpec:
     def key(self) -> str:
         """The entry key."""
         return f"head-in{self.h}x{self.w}x{self.c_in}-out{self.channels}-cls{self.num_classes}-{self.act}"
-
-    @property
-    def input_hwc(self) -> tuple[int, int, int]:
-        """Input shape H, W, C."""
-        return self.h, self.w, self.c_in
 
 
 Spec = Union[InvokeSpec, StemSpec, BlockSpec, HeadSpec]

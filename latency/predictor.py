@@ -79,7 +79,7 @@ def table_settings(table: LatencyTable) -> Settings:
 
 def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str | Path | None,
                    threads: int = 1, num_classes: int = 1000,
-                   measure_missing: bool = False) -> Callable[[Genotype], float]:
+                   measure_missing: bool = False, progress: bool = True) -> Callable[[Genotype], float]:
     """A genotype -> latency (ms) predictor from a table file, or built for `space` when `lut` is None.
 
     With `lut=None` the table for `space` at `resolution` is built (or resumed) into
@@ -93,7 +93,7 @@ def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str 
             raise LatencyTableError("load_predictor: give a table path (lut) or a cache_dir to build one in")
         out = Path(cache_dir) / "lut.json"
         table = build_table(space, out, resolution=resolution, settings=Settings(threads=threads),
-                            num_classes=num_classes, progress=True)
+                            num_classes=num_classes, progress=progress)
     else:
         table = LatencyTable.load(lut)
         if table.resolution is not None and table.resolution != resolution:

@@ -73,10 +73,20 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Pa
     family_table = format_table(members, base_macs)
     latencies = _family_latency(cfg, members)
     stages["total"] = time.perf_counter() - t0
-    report = render_report(cfg, summary.best, b0, grid, family_table, latencies, stages, resumed=resume)
+    stages = _add_times(root / "times.json", stages)
+    report = render_report(cfg, summary.best, b0, grid, family_table, latencies, stages)
     path = root / "report.md"
     atomic_write_text(path, report)
     return path
+
+
+def _add_times(path: Path, stages: dict[str, float]) -> dict[str, float]:
+    """Stage times summed over every invocation of this run folder (a resumed run adds to them)."""
+    total = {k: float(v) for k, v in load_json(path).items()} if path.exists() else {}
+    for k, v in stages.items():
+        total[k] = round(total.get(k, 0.0) + v, 3)
+    save_json(path, total)
+    return total
 
 
 def _reference_record(cfg: Config, baseline: Genotype, path: Path) -> dict[str, Any]:
@@ -107,13 +117,16 @@ def _family_latency(cfg: Config, members: list) -> list[float | None]:
 
 
 def render_report(cfg: Config, best: dict[str, Any], b0: dict[str, Any], grid: GridSummary, family_table: str,
-                  latencies: list[float | None], stages: dict[str, float], resumed: bool = False) -> str:
+                  latencies: list[float | None], stages: dict[str, float]) -> str:
     """The pipeline's Markdown report."""
     tr = cfg.train
     budget = f"{tr.steps} steps" if tr.steps else f"{tr.epochs:g} epochs"
     lines = [
         f"# {cfg.name}: discovered baseline and its compound-scaled family", "",
-        f"Data: `{cfg.data.source}` (validation = {cfg.data.val_fraction:g} of the training split), proxy training "
+        f"Data: `{cfg.data.source}`"
+        + (f" at {cfg.data.resolution}x{cfg.data.resolution} (costs at the genotypes' own resolution)"
+           if cfg.data.resolution else "")
+        + f" (validation = {cfg.data.val_fraction:g} of the training split), proxy training "
         f"{budget}, batch {tr.batch_size}, {tr.optimizer} lr {tr.lr:g}. Objective: {cfg.objective.kind}"
         + (f", target {cfg.objective.target}" if cfg.objective.target is not None else "")
         + f". Controller: {cfg.controller.name}, {cfg.search.budget} candidates.", "",
@@ -135,10 +148,9 @@ def render_report(cfg: Config, best: dict[str, Any], b0: dict[str, Any], grid: G
         lines += ["Predicted latency (ms): " + ", ".join(f"{v:.3f}" for v in latencies if v is not None), ""]
     lines += ["Channels are rounded to multiples of the divisor, layers up, resolutions to a multiple; this is what "
               "moves the MACs ratio off 2^phi.", "",
-              "## Time", "", "| stage | seconds |", "|---|---:|"]
+              "## Time", "", "Wall-clock seconds, summed over every invocation of the run folder.", "",
+              "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:,.1f} |" for k, v in stages.items()]
-    if resumed:
-        lines += ["", "(Resumed run: the times above count only the last invocation.)"]
     return "\n".join(lines) + "\n"
 
 

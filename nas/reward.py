@@ -113,14 +113,15 @@ def check_latency_available(need_runtime: bool = True) -> None:
 
 
 def latency_predictor(lut: str | Path | None, space: object, resolution: int, cache_dir: str | Path | None,
-                      threads: int = 1, num_classes: int = 1000, measure_missing: bool = False) -> LatencyFn:
+                      threads: int = 1, num_classes: int = 1000, measure_missing: bool = False,
+                      progress: bool = True) -> LatencyFn:
     """A genotype -> ms predictor; with ``lut=None`` a table for the space is built into cache_dir/lut.json."""
     check_latency_available(need_runtime=lut is None)
     import latency
 
     return latency.load_predictor(None if lut is None else str(lut), space, resolution=resolution,
                                   cache_dir=None if cache_dir is None else str(cache_dir), threads=threads,
-                                  num_classes=num_classes, measure_missing=measure_missing)
+                                  num_classes=num_classes, measure_missing=measure_missing, progress=progress)
 
 
 __all__ = ["PRESETS", "KINDS", "ObjectiveUnavailable", "reward", "weights", "Costs", "Objective", "CostModel",

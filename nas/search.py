@@ -228,7 +228,8 @@ class SearchRun:
                 o = self.cfg.objective
                 # Built (or resumed) into the run folder, so --resume reuses the measured table.
                 latency = latency_predictor(o.lut, self.s.space, self.s.space.resolution, self.run_dir,
-                                            threads=o.threads, num_classes=self.s.num_classes)
+                                            threads=o.threads, num_classes=self.s.num_classes,
+                                            progress=self.progress)
             self.costs = CostModel(self.s.in_channels, self.s.num_classes, latency)
         return self.costs
 

@@ -11,18 +11,9 @@ import yaml
 
 from nas.config import Config, ConfigError, load_config
 from nas.schema import apply_sets, build
+from tiny import SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
-SPACE = """
-activation: relu
-resolution: 8
-stem: {channels: 8, kernel: 3, stride: 1}
-head: 32
-defaults: {op: [conv, sepconv, mbconv3], kernel: [3], se: [0.0], skip: [identity]}
-stages:
-  - {stride: 2, channels: [8, 12], layers: [1]}
-  - {stride: 2, channels: [16], layers: [1, 2]}
-"""
 GOOD = {
     "space": "space.yaml",
     "controller": {"name": "random"},

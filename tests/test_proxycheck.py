@@ -9,17 +9,7 @@ import yaml
 
 from nas.config import load_config
 from nas.proxycheck import main, proxy_check, rank_correlations
-
-SPACE = """
-activation: relu
-resolution: 8
-stem: {channels: 8, kernel: 3, stride: 1}
-head: 32
-defaults: {op: [conv, sepconv, mbconv3], kernel: [3], se: [0.0], skip: [identity]}
-stages:
-  - {stride: 2, channels: [8, 12], layers: [1]}
-  - {stride: 2, channels: [16], layers: [1, 2]}
-"""
+from tiny import SPACE
 
 
 def _config(tmp_path: Path) -> Path:

@@ -11,18 +11,9 @@ from pathlib import Path
 import yaml
 
 from nas.journal import Journal
+from tiny import SPACE_K35 as SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
-SPACE = """
-activation: relu
-resolution: 8
-stem: {channels: 8, kernel: 3, stride: 1}
-head: 32
-defaults: {op: [conv, sepconv, mbconv3], kernel: [3, 5], se: [0.0], skip: [identity]}
-stages:
-  - {stride: 2, channels: [8, 12], layers: [1]}
-  - {stride: 2, channels: [16], layers: [1, 2]}
-"""
 BUDGET = 10
 
 

@@ -12,17 +12,8 @@ from nas.journal import Journal, load_json, save_json
 from nas.reward import ObjectiveUnavailable
 from nas.search import RunError, eval_seed, open_run_dir, prepare, run_search
 from search_space import Genotype
+from tiny import SPACE
 
-SPACE = """
-activation: relu
-resolution: 8
-stem: {channels: 8, kernel: 3, stride: 1}
-head: 32
-defaults: {op: [conv, sepconv, mbconv3], kernel: [3], se: [0.0], skip: [identity]}
-stages:
-  - {stride: 2, channels: [8, 12], layers: [1]}
-  - {stride: 2, channels: [16], layers: [1, 2]}
-"""
 TINY_SPACE = SPACE.replace("[conv, sepconv, mbconv3]", "[conv]").replace("layers: [1, 2]", "layers: [1]")  # 2 members
 
 
