@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from scaling.compound import apply, compound
+from scaling.family import latency_ms
 from scaling.grid import GridPoint, choose, enumerate_grid, spread
 from search_space.cost import cost
 from search_space.genotype import Genotype
@@ -155,7 +156,7 @@ def run_grid(baseline: Genotype, data: DataConfig, train: TrainConfig, scaling: 
                     "product": round(p.product, 6) if p else 1.0, "genotype": g.to_string(),
                     "resolution": g.resolution, "train_resolution": train_res, "accuracy": res.accuracy,
                     "macs": c.macs, "params": c.params, "macs_ratio": round(c.macs / base_cost.macs, 6),
-                    "latency_ms": _latency(scaling.lut, g), "status": res.status, "reason": res.reason,
+                    "latency_ms": latency_ms(scaling.lut, g), "status": res.status, "reason": res.reason,
                     "train_time_s": res.train_time_s, "wall_s": round(d.wall_s, 3),
                     "seed": scaling.seed,
                 }
@@ -214,17 +215,6 @@ class _Sections:
         self.data, self.train = data, train
 
 
-def _latency(lut: str | None, g: Genotype) -> float | None:
-    if lut is None:
-        return None
-    from latency.predictor import Predictor
-    from latency.table import LatencyTable
-
-    table = _TABLES.setdefault(lut, LatencyTable.load(lut))
-    return round(Predictor(table, resolution=g.resolution, measure_missing=True)(g), 6)
-
-
-_TABLES: dict[str, Any] = {}
 
 
 def _tb(out: Path) -> Any:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scaling.family import compound_family, format_table, write_members
+from scaling.family import compound_family, format_table, latency_ms, write_members
 from search_space.cost import cost
 from search_space.genotype import Genotype
 from search_space.references import reference
@@ -70,11 +70,11 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Pa
                               num_classes=num_classes, in_channels=in_channels, divisor=cfg.scaling.divisor)
     write_members(members, root / "family")
     base_macs = cost(baseline, num_classes=num_classes, in_channels=in_channels).macs
-    family_table = format_table(members, base_macs)
-    latencies = _family_latency(cfg, members)
+    latencies = [latency_ms(cfg.scaling.lut, m.genotype) for m in members]
+    family_table = format_table(members, base_macs, latencies)
     stages["total"] = time.perf_counter() - t0
     stages = _add_times(root / "times.json", stages)
-    report = render_report(cfg, summary.best, b0, grid, family_table, latencies, stages)
+    report = render_report(cfg, summary.best, b0, grid, family_table, stages)
     path = root / "report.md"
     atomic_write_text(path, report)
     return path
@@ -108,16 +108,8 @@ def _reference_record(cfg: Config, baseline: Genotype, path: Path) -> dict[str, 
     return rec
 
 
-def _family_latency(cfg: Config, members: list) -> list[float | None]:
-    if cfg.scaling.lut is None:
-        return [None] * len(members)
-    from .grid import _latency
-
-    return [_latency(cfg.scaling.lut, m.genotype) for m in members]
-
-
 def render_report(cfg: Config, best: dict[str, Any], b0: dict[str, Any], grid: GridSummary, family_table: str,
-                  latencies: list[float | None], stages: dict[str, float]) -> str:
+                  stages: dict[str, float]) -> str:
     """The pipeline's Markdown report."""
     tr = cfg.train
     budget = f"{tr.steps} steps" if tr.steps else f"{tr.epochs:g} epochs"
@@ -144,8 +136,6 @@ def render_report(cfg: Config, best: dict[str, Any], b0: dict[str, Any], grid: G
         f"(alpha * beta^2 * gamma^2 = {grid.best['product']:.3f}).", "",
         "## Step 2: the family", "", family_table, "",
     ]
-    if any(v is not None for v in latencies):
-        lines += ["Predicted latency (ms): " + ", ".join(f"{v:.3f}" for v in latencies if v is not None), ""]
     lines += ["Channels are rounded to multiples of the divisor, layers up, resolutions to a multiple; this is what "
               "moves the MACs ratio off 2^phi.", "",
               "## Time", "", "Wall-clock seconds, summed over every invocation of the run folder.", "",

@@ -11,7 +11,7 @@ from search_space.genotype import GenotypeError
 from search_space.references import load_genotype
 
 from .compound import PAPER_COEFFICIENTS
-from .family import compound_family, format_table, official_family, write_members
+from .family import compound_family, format_table, latency_ms, official_family, write_members
 
 
 class CliError(Exception):
@@ -35,11 +35,15 @@ def _emit(args: argparse.Namespace) -> int:
         paths = write_members(members, args.out)
         if not args.json:
             print(f"wrote {len(paths)} genotype files to {args.out}", file=sys.stderr)
+    latencies = [latency_ms(args.lut, m.genotype) for m in members] if args.lut else None
     if args.json:
-        print(json.dumps([m.row() for m in members], indent=2))
+        rows = [m.row() for m in members]
+        for row, ms in zip(rows, latencies or []):
+            row["latency_ms"] = ms
+        print(json.dumps(rows, indent=2))
     else:
         base_macs = cost(base, in_channels=members[0].in_channels, num_classes=members[0].num_classes).macs
-        print(format_table(members, base_macs))
+        print(format_table(members, base_macs, latencies))
     return 0
 
 
@@ -150,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", type=int, help="number of classes (default: the coefficients file's, else 1000)")
     e.add_argument("--in-channels", type=int, help="input channels (default: the coefficients file's, else 3)")
     e.add_argument("--name", help="name prefix of the emitted models")
+    e.add_argument("--lut", help="LiteRT latency table: adds predicted latency (blocks it lacks are measured here)")
     e.set_defaults(func=_emit)
     x = sub.add_parser("export", help="export a genotype (with trained weights) to ONNX, TFLite or TorchScript")
     x.add_argument("source", help="genotype YAML (or reference name)")

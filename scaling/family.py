@@ -77,21 +77,49 @@ def write_members(members: list[Member], out: str | Path) -> list[Path]:
     return paths
 
 
-def format_table(members: list[Member], base_macs: int | None = None) -> str:
-    """A readable Markdown table of a family."""
+def format_table(members: list[Member], base_macs: int | None = None,
+                 latencies: list[float | None] | None = None) -> str:
+    """A readable Markdown table of a family (with predicted latency when given)."""
     head = "| name | phi | width | depth | resolution | params | MACs |"
     sep = "|---|---:|---:|---:|---:|---:|---:|"
     if base_macs:
         head += " MACs / base | 2^phi |"
         sep += "---:|---:|"
+    show_lat = latencies is not None and any(v is not None for v in latencies)
+    if show_lat:
+        head += " latency (ms) |"
+        sep += "---:|"
     lines = [head, sep]
-    for m in members:
+    for i, m in enumerate(members):
         line = (f"| {m.name} | {_fmt(m.phi)} | {m.width:g} | {m.depth:g} | {m.resolution} | {m.params:,} | "
                 f"{m.macs / 1e6:,.1f}M |")
         if base_macs:
             line += f" {m.macs / base_macs:.2f} | {2 ** m.phi:g} |"
+        if show_lat:
+            v = latencies[i]
+            line += " - |" if v is None else f" {v:.3f} |"
         lines.append(line)
     return "\n".join(lines)
+
+
+def latency_ms(lut: str | Path | None, g: Genotype) -> float | None:
+    """Predicted latency (ms) of `g` at its own resolution from a LiteRT table; None without a table.
+
+    Blocks the table lacks (scaled networks have new shapes) are measured on this host and
+    added to the table; a table from another device then raises LatencyTableError.
+    """
+    if lut is None:
+        return None
+    from latency.predictor import Predictor
+    from latency.table import LatencyTable
+
+    key = str(lut)
+    if key not in _TABLES:
+        _TABLES[key] = LatencyTable.load(key)
+    return round(Predictor(_TABLES[key], resolution=g.resolution, measure_missing=True)(g), 6)
+
+
+_TABLES: dict[str, object] = {}
 
 
 def _fmt(x: float) -> str:

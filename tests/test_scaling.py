@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from search_space import Genotype, reference
+from search_space import Genotype, parse, reference
 from scaling import compound, compound_family, official_family
 from search_space.rounding import round_channels, round_layers
 
@@ -87,3 +87,28 @@ def test_cli_malformed_yaml(tmp_path):
     p.write_text("stages: [{op: ir, kernel: 3}]\n")
     r = run("emit", str(p))
     assert r.returncode != 0 and "missing" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_emit_with_latency_table(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from latency.build import build_table
+    from latency.measure import Settings
+    from latency.table import LatencyTable
+    from tiny import SPACE
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    lut = tmp_path / "lut.json"
+    build_table(tmp_path / "space.yaml", lut, num_classes=10,
+                settings=Settings(threads=1, warmup=1, runs=3, rounds=1, passes=1), calibration_networks=0,
+                progress=False)
+    before = len(LatencyTable.load(lut))
+    base = parse("relu_r8:stem_c8_k3_s1:ds_r1_k3_s2_c8:ir_r1_k3_s2_e3_c16:head_c32")
+    (tmp_path / "base.yaml").write_text(base.to_yaml())
+    r = run("emit", str(tmp_path / "base.yaml"), "--phi", "1", "2", "--classes", "10", "--lut", str(lut), "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert all(row["latency_ms"] > 0 for row in rows)
+    assert rows[1]["latency_ms"] > rows[0]["latency_ms"] * 0.8  # bigger network, not much faster
+    assert len(LatencyTable.load(lut)) > before  # the scaled blocks were measured and added
+    r = run("emit", str(tmp_path / "base.yaml"), "--phi", "1", "--classes", "10", "--lut", str(lut))
+    assert "latency (ms)" in r.stdout
