@@ -131,7 +131,8 @@ def test_latency_objective_uses_the_predictor(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake_predictor(lut, space, resolution, cache_dir, threads=1, num_classes=1000, measure_missing=False):
+    def fake_predictor(lut, space, resolution, cache_dir, threads=1, num_classes=1000, measure_missing=False,
+                       progress=True):
         seen.update(lut=lut, resolution=resolution, cache_dir=cache_dir, threads=threads, num_classes=num_classes)
         from search_space import cost
 
