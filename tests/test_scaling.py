@@ -112,3 +112,22 @@ def test_cli_emit_with_latency_table(tmp_path):
     assert len(LatencyTable.load(lut)) > before  # the scaled blocks were measured and added
     r = run("emit", str(tmp_path / "base.yaml"), "--phi", "1", "--classes", "10", "--lut", str(lut))
     assert "latency (ms)" in r.stdout
+
+
+def test_b0_family_macs_ratios_near_powers_of_two():
+    """Issue 5: B1..B7 from B0 with the paper's 1.2 / 1.1 / 1.15 stay within 0.7-1.3 x 2^phi."""
+    b0 = reference("efficientnet-b0")
+    base = cost_of(b0)
+    fam = compound_family(b0, 1.2, 1.1, 1.15, range(1, 8))
+    ratios = [m.macs / base / 2 ** m.phi for m in fam]
+    assert all(0.7 <= r <= 1.3 for r in ratios), ratios
+    # Rounding moves them off 2^phi (1.2 * 1.1^2 * 1.15^2 = 1.92 < 2 pulls the large ones down).
+    assert max(abs(r - 1) for r in ratios) > 0.01
+    r = run("emit", "efficientnet-b0", "--alpha", "1.2", "--beta", "1.1", "--gamma", "1.15")
+    assert r.returncode == 0 and "| 2^phi |" in r.stdout and "| 128 |" in r.stdout
+
+
+def cost_of(g):
+    from search_space import cost
+
+    return cost(g).macs
