@@ -153,6 +153,18 @@ def block_key(op: str, kernel: int, expansion: int, se: float, residual: bool, h
     return BlockSpec(op, h, w, c_in, c_out, kernel, stride, expansion, se, residual, act).key
 
 
+@lru_cache(maxsize=1 << 12)
+def stem_key(h: int, w: int, c_in: int, c_out: int, kernel: int, stride: int, act: str) -> str:
+    """The key of a stem (cached, like `block_key`)."""
+    return StemSpec(h, w, c_in, c_out, kernel, stride, act).key
+
+
+@lru_cache(maxsize=1 << 12)
+def head_key(h: int, w: int, c_in: int, channels: int, num_classes: int, act: str) -> str:
+    """The key of a head (cached, like `block_key`)."""
+    return HeadSpec(h, w, c_in, channels, num_classes, act).key
+
+
 def genotype_specs(g: Genotype, resolution: int | None = None, num_classes: int = 1000,
                    in_channels: int = 3) -> list[Spec]:
     """The stem, every block and the head of a genotype at a resolution (default: its own)."""
@@ -177,13 +189,13 @@ def genotype_keys(g: Genotype, resolution: int | None = None, num_classes: int =
     act = g.activation
     st = g.stem
     h = w = res
-    keys = [f"stem-in{h}x{w}x{in_channels}-out{st.channels}-k{st.kernel}-s{st.stride}-{act}"]
+    keys = [stem_key(h, w, in_channels, st.channels, st.kernel, st.stride, act)]
     h, w = conv_out(h, st.kernel, st.stride), conv_out(w, st.kernel, st.stride)
     for _, stage, c_in, c_out, stride in g.layers():
         keys.append(block_key(stage.op, stage.kernel, stage.expansion, float(stage.se),
                               uses_residual(stage, c_in, c_out, stride), h, w, c_in, c_out, stride, act))
         h, w = conv_out(h, stage.kernel, stride), conv_out(w, stage.kernel, stride)
-    keys.append(f"head-in{h}x{w}x{g.stages[-1].channels}-out{g.head}-cls{num_classes}-{act}")
+    keys.append(head_key(h, w, g.stages[-1].channels, g.head, num_classes, act))
     return keys
 
 
