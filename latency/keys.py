@@ -165,37 +165,41 @@ def head_key(h: int, w: int, c_in: int, channels: int, num_classes: int, act: st
     return HeadSpec(h, w, c_in, channels, num_classes, act).key
 
 
+def _walk(g: Genotype, res: int) -> tuple[int, list[tuple[Stage, int, int, int, int, int]], int]:
+    """Input size of the stem, (stage, c_in, c_out, stride, h, w) of every block, input size of the head."""
+    st = g.stem
+    h = w = res
+    blocks = []
+    h, w = conv_out(h, st.kernel, st.stride), conv_out(w, st.kernel, st.stride)
+    for _, stage, c_in, c_out, stride in g.layers():
+        blocks.append((stage, c_in, c_out, stride, h, w))
+        h, w = conv_out(h, stage.kernel, stride), conv_out(w, stage.kernel, stride)
+    return res, blocks, h
+
+
 def genotype_specs(g: Genotype, resolution: int | None = None, num_classes: int = 1000,
                    in_channels: int = 3) -> list[Spec]:
     """The stem, every block and the head of a genotype at a resolution (default: its own)."""
-    res = resolution or g.resolution
-    act = g.activation
-    st = g.stem
-    h = w = res
-    out: list[Spec] = [StemSpec(h, w, in_channels, st.channels, st.kernel, st.stride, act)]
-    h, w = conv_out(h, st.kernel, st.stride), conv_out(w, st.kernel, st.stride)
-    for _, stage, c_in, c_out, stride in g.layers():
-        out.append(BlockSpec(stage.op, h, w, c_in, c_out, stage.kernel, stride, stage.expansion, float(stage.se),
-                             uses_residual(stage, c_in, c_out, stride), act))
-        h, w = conv_out(h, stage.kernel, stride), conv_out(w, stage.kernel, stride)
-    out.append(HeadSpec(h, w, g.stages[-1].channels, g.head, num_classes, act))
+    res, blocks, hh = _walk(g, resolution or g.resolution)
+    act, st = g.activation, g.stem
+    out: list[Spec] = [StemSpec(res, res, in_channels, st.channels, st.kernel, st.stride, act)]
+    out += [BlockSpec(stage.op, h, w, c_in, c_out, stage.kernel, stride, stage.expansion, float(stage.se),
+                      uses_residual(stage, c_in, c_out, stride), act)
+            for stage, c_in, c_out, stride, h, w in blocks]
+    out.append(HeadSpec(hh, hh, g.stages[-1].channels, g.head, num_classes, act))
     return out
 
 
 def genotype_keys(g: Genotype, resolution: int | None = None, num_classes: int = 1000,
                   in_channels: int = 3) -> list[str]:
-    """The entry keys of stem, blocks and head (no `invoke`), in network order; fast."""
-    res = resolution or g.resolution
-    act = g.activation
-    st = g.stem
-    h = w = res
-    keys = [stem_key(h, w, in_channels, st.channels, st.kernel, st.stride, act)]
-    h, w = conv_out(h, st.kernel, st.stride), conv_out(w, st.kernel, st.stride)
-    for _, stage, c_in, c_out, stride in g.layers():
-        keys.append(block_key(stage.op, stage.kernel, stage.expansion, float(stage.se),
-                              uses_residual(stage, c_in, c_out, stride), h, w, c_in, c_out, stride, act))
-        h, w = conv_out(h, stage.kernel, stride), conv_out(w, stage.kernel, stride)
-    keys.append(head_key(h, w, g.stages[-1].channels, g.head, num_classes, act))
+    """The entry keys of stem, blocks and head (no `invoke`), in network order; fast (cached keys)."""
+    res, blocks, hh = _walk(g, resolution or g.resolution)
+    act, st = g.activation, g.stem
+    keys = [stem_key(res, res, in_channels, st.channels, st.kernel, st.stride, act)]
+    keys += [block_key(stage.op, stage.kernel, stage.expansion, float(stage.se),
+                       uses_residual(stage, c_in, c_out, stride), h, w, c_in, c_out, stride, act)
+             for stage, c_in, c_out, stride, h, w in blocks]
+    keys.append(head_key(hh, hh, g.stages[-1].channels, g.head, num_classes, act))
     return keys
 
 

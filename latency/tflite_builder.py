@@ -136,11 +136,7 @@ def conv2d(g: Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: int, 
            name: str = "conv") -> int:
     """CONV_2D with an OHWI `weight`; torch-style symmetric padding k // 2 (PAD op for stride 2)."""
     s = schema()
-    k = weight.shape[1]
-    x, padding = _pad_for(g, x, k, stride, name)
-    n, h, w, _ = g.shape(x)
-    ho, wo = _out_size(h, k, stride, padding), _out_size(w, k, stride, padding)
-    y = g.tensor((n, ho, wo, weight.shape[0]), name)
+    x, padding, y = _conv_io(g, x, weight.shape[1], stride, weight.shape[0], name)
     opt = s.Conv2DOptionsT()
     opt.padding, opt.strideH, opt.strideW, opt.fusedActivationFunction = padding, stride, stride, _act_code(act)
     g.op(s.BuiltinOperator.CONV_2D, [x, g.const(weight, name + "/w"), g.const(bias, name + "/b")], [y],
@@ -152,17 +148,21 @@ def depthwise_conv2d(g: Graph, x: int, weight: np.ndarray, bias: np.ndarray, str
                      act: str = ACT_NONE, name: str = "dwconv") -> int:
     """DEPTHWISE_CONV_2D with a 1HWC `weight` (multiplier 1); torch-style padding."""
     s = schema()
-    k = weight.shape[1]
-    x, padding = _pad_for(g, x, k, stride, name)
-    n, h, w, _ = g.shape(x)
-    ho, wo = _out_size(h, k, stride, padding), _out_size(w, k, stride, padding)
-    y = g.tensor((n, ho, wo, weight.shape[3]), name)
+    x, padding, y = _conv_io(g, x, weight.shape[1], stride, weight.shape[3], name)
     opt = s.DepthwiseConv2DOptionsT()
     opt.padding, opt.strideH, opt.strideW, opt.fusedActivationFunction = padding, stride, stride, _act_code(act)
     opt.depthMultiplier = 1
     g.op(s.BuiltinOperator.DEPTHWISE_CONV_2D, [x, g.const(weight, name + "/w"), g.const(bias, name + "/b")], [y],
          opt, s.BuiltinOptions.DepthwiseConv2DOptions)
     return y
+
+
+def _conv_io(g: Graph, x: int, k: int, stride: int, c_out: int, name: str) -> tuple[int, int, int]:
+    """(padded input, padding mode, output tensor) of a k x k conv with torch-style padding."""
+    x, padding = _pad_for(g, x, k, stride, name)
+    n, h, w, _ = g.shape(x)
+    y = g.tensor((n, _out_size(h, k, stride, padding), _out_size(w, k, stride, padding), c_out), name)
+    return x, padding, y
 
 
 def _pad_for(g: Graph, x: int, k: int, stride: int, name: str) -> tuple[int, int]:
