@@ -1,4 +1,4 @@
-"""The field's naive baseline, as ../shared/REFERENCE.md describes it: a plain eager PyTorch loop.
+"""The field's naive baseline, as docs/reference.md describes it: a plain eager PyTorch loop.
 
 bf16 autocast, channels_last, data resident on the GPU, cudnn.benchmark on, torch.optim.SGD with
 a LambdaLR schedule, augmentation with device tensor ops, one candidate after another. Same
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.config import TrainConfig
-from nas.train import make_optimizer, lr_factor
+from nas.train import lr_factor, make_optimizer
 from search_space import Genotype
 from search_space.model import build_model
 

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from make_cifar_subset import stratified  # noqa: E402
 from naive_loop import naive_evaluate  # noqa: E402
+
 from nas.config import TrainConfig  # noqa: E402
 from nas.data import Splits  # noqa: E402
 from nas.fast import FastSession  # noqa: E402

@@ -16,13 +16,32 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the commands import lazily, so that --help is instant
+    from .table import LatencyTable
+
+
+def _check_ints(a: argparse.Namespace, **ranges: tuple[int, int]) -> None:
+    """Numeric flags within their range, else one line (argparse only checks that they are integers)."""
+    from .errors import LatencyTableError
+
+    for name, (lo, hi) in ranges.items():
+        v = getattr(a, name, None)
+        if v is not None and not lo <= v <= hi:
+            raise LatencyTableError(f"--{name.replace('_', '-')} {v}: expected an integer from {lo} to {hi}")
+
+
+_COUNT = (1, 1_000_000)
+_TIMING_RANGES = {"threads": (1, 1024), "warmup": (0, 1_000_000), "runs": _COUNT, "rounds": _COUNT, "passes": _COUNT}
 
 
 def _settings(a: argparse.Namespace):
     from .measure import Settings
 
+    _check_ints(a, **_TIMING_RANGES)
     return Settings(threads=a.threads, warmup=a.warmup, runs=a.runs, rounds=a.rounds, pin=not a.no_pin,
                     statistic=a.statistic, passes=a.passes)
 
@@ -44,17 +63,29 @@ def _add_timing_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
                        help="statistic of the runs that predictions use (all are stored)")
 
 
+def _shape(a: argparse.Namespace) -> tuple[int, int]:
+    from search_space.vocab import MAX_RESOLUTION
+
+    from .build import data_shape
+
+    _check_ints(a, in_channels=(1, 4096), num_classes=_COUNT, resolution=(1, MAX_RESOLUTION),
+                calibration_networks=(0, 10_000))
+    return data_shape(a.space, a.in_channels, a.num_classes)
+
+
 def cmd_build(a: argparse.Namespace) -> int:
     from .build import build_table, resolve_space
 
     space = resolve_space(a.space)
+    in_channels, num_classes = _shape(a)
     t0 = time.perf_counter()
-    table = build_table(space, a.out, resolution=a.resolution, settings=_settings(a), num_classes=a.num_classes,
-                        calibration_networks=a.calibration_networks, progress=not a.quiet, overwrite=a.overwrite,
-                        log=print)
+    table = build_table(space, a.out, resolution=a.resolution, settings=_settings(a), num_classes=num_classes,
+                        in_channels=in_channels, calibration_networks=a.calibration_networks, progress=not a.quiet,
+                        overwrite=a.overwrite, log=print)
     dt = time.perf_counter() - t0
     print(f"{a.out}: {len(table)} entries for {space.source} at {table.resolution} "
-          f"({table.device.get('cpu')}, {table.device.get('runtime')}, {table.device.get('threads')} thread(s)); "
+          f"({in_channels} input channel(s), {num_classes} classes; "
+          f"{table.device.get('cpu')}, {table.device.get('runtime')}, {table.device.get('threads')} thread(s)); "
           f"invoke overhead {table.overhead_ms * 1000:.1f} us, calibration scale {table.scale:.4f}; {dt:.1f} s")
     return 0
 
@@ -64,6 +95,7 @@ def cmd_validate(a: argparse.Namespace) -> int:
     from .table import LatencyTable
     from .validate import validate
 
+    _check_ints(a, samples=(1, 100_000), **_TIMING_RANGES)
     table = LatencyTable.load(a.lut)
     space = resolve_space(a.space) if a.space else None
     settings = None
@@ -104,7 +136,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     for k in t.entries:
         kinds[k.split("-", 1)[0]] = kinds.get(k.split("-", 1)[0], 0) + 1
     print(f"{a.lut}: {len(t)} entries {kinds}")
-    print(f"resolution {t.resolution}, classes {t.num_classes}, invoke overhead {t.overhead_ms * 1000:.2f} us, "
+    print(f"resolution {t.resolution}, classes {t.num_classes}, input channels {t.in_channels}, "
+          f"invoke overhead {t.overhead_ms * 1000:.2f} us, "
           f"calibration scale {t.scale:.4f}")
     print("device: " + json.dumps(t.device))
     print("measurement: " + json.dumps(t.meta.get("measurement", {})))
@@ -114,8 +147,10 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from .probes import export_probes
 
-    export_probes(a.space, a.out, resolution=a.resolution, num_classes=a.num_classes, threads=a.threads,
-                  runs=a.runs, warmup=a.warmup, calibration_networks=a.calibration_networks,
+    _check_ints(a, **{k: _TIMING_RANGES[k] for k in ("threads", "runs", "warmup")})
+    in_channels, num_classes = _shape(a)
+    export_probes(a.space, a.out, resolution=a.resolution, num_classes=num_classes, in_channels=in_channels,
+                  threads=a.threads, runs=a.runs, warmup=a.warmup, calibration_networks=a.calibration_networks,
                   progress=not a.quiet, log=print)
     print(f"next: {Path(a.out) / 'run_probes.sh'} adb   (or: local --benchmark PATH), then "
           f"python -m latency ingest {a.out} --out lut.json")
@@ -125,13 +160,10 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_ingest(a: argparse.Namespace) -> int:
     from .ingest import ingest
 
+    _check_ints(a, threads=_TIMING_RANGES["threads"])
     device = {"model": a.device, "cpu": a.cpu} if (a.device or a.cpu) else None
     table, rep = ingest(a.paths, manifest=a.manifest, device=device, threads=a.threads)
-    for line in rep.lines():
-        print(line)
-    table.save(a.out)
-    print(f"wrote {a.out}: {len(table)} entries, calibration scale {table.scale:.4f}")
-    return 0
+    return _save(table, rep.lines(), a.out, f", calibration scale {table.scale:.4f}")
 
 
 def cmd_import_ofa(a: argparse.Namespace) -> int:
@@ -140,11 +172,22 @@ def cmd_import_ofa(a: argparse.Namespace) -> int:
     table, rep = import_ofa(load_ofa_yaml(a.file), source=str(a.file))
     if a.resolution and table.meta.get("resolution") is None:
         table.meta["resolution"] = a.resolution
-    for line in rep.lines():
+    return _save(table, rep.lines(), a.out)
+
+
+def _save(table: LatencyTable, report: list[str], out: str, more: str = "") -> int:
+    for line in report:
         print(line)
-    table.save(a.out)
-    print(f"wrote {a.out}: {len(table)} entries")
+    table.save(out)
+    print(f"wrote {out}: {len(table)} entries{more}")
     return 0
+
+
+def _add_shape_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="head width (default: a search config's data source, else 1000)")
+    p.add_argument("--in-channels", type=int, default=None,
+                   help="stem input channels (default: a search config's data source, else 3)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,7 +199,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("space", help="space YAML, or a search config YAML with a `space:` key")
     b.add_argument("--resolution", type=int, default=None, help="input size (default: the space's)")
     b.add_argument("--out", required=True, help="table JSON (resumed when it exists)")
-    b.add_argument("--num-classes", type=int, default=1000)
+    _add_shape_args(b)
     b.add_argument("--calibration-networks", type=int, default=10,
                    help="whole networks timed to fit the table's scale (0: none)")
     b.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
@@ -187,7 +230,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("space")
     e.add_argument("--resolution", type=int, default=None)
     e.add_argument("--out", required=True, help="kit folder")
-    e.add_argument("--num-classes", type=int, default=1000)
+    _add_shape_args(e)
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--runs", type=int, default=50)
     e.add_argument("--warmup", type=int, default=10)

@@ -4,18 +4,19 @@ from __future__ import annotations
 import random
 import statistics
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from search_space.genotype import Genotype
 from search_space.space import SearchSpace, SpaceError, load_space
 from search_space.yamlfile import read_yaml_file
 
+from .drift import entry_with_reference, merge_pass, passes_done, rebase, time_with_reference
 from .errors import LatencyTableError
 from .keys import Spec, genotype_keys, space_specs
-from .drift import correct, entry_with_reference, merge_pass, passes_done, rebase, time_with_reference
 from .measure import Settings, Timing, host_metadata
-from .table import LatencyTable
+from .table import LatencyTable, drift_corrected
 
 # Calibration networks are sampled from this seed family; validation uses others and skips them.
 CALIBRATION_SEED = "hwnas-latency-calibration"
@@ -40,6 +41,37 @@ def resolve_space(path_or_space: str | Path | SearchSpace | Mapping[str, Any]) -
                 return SearchSpace.from_yaml(cand)
         raise SpaceError(f"{p}: key 'space': {str(ref)!r} not found next to the config or in the working directory")
     return SearchSpace.from_yaml(p)
+
+
+# The search's data sources (nas.data) as (in_channels, num_classes); None: it depends on the data.
+# `latency` sits below `nas` and may not import it, so a search config is read here as plain YAML;
+# tests/test_latency_api.py checks these numbers against nas.data and nas.config.
+DATA_SHAPES: dict[str, tuple[int, int | None]] = {"digits": (1, 10), "cifar10": (3, 10), "imagefolder": (3, None)}
+DEFAULT_DATA_SOURCE = "digits"  # nas.config.DataConfig.source
+
+
+def data_shape(path: str | Path, in_channels: int | None = None,
+               num_classes: int | None = None) -> tuple[int, int]:
+    """(in_channels, num_classes) for a table: the given ones, else a search config's data source, else (3, 1000).
+
+    A space file has no data, so its table gets an ImageNet-style 3-channel stem and 1000-class
+    head unless told otherwise; a search config's table gets the shape its search will ask for.
+    """
+    doc = read_yaml_file(Path(path), SpaceError, "space or config file")
+    if not (isinstance(doc, Mapping) and "space" in doc and "stages" not in doc):
+        return in_channels or 3, num_classes or 1000
+    data = doc.get("data") or {}
+    source = data.get("source", DEFAULT_DATA_SOURCE) if isinstance(data, Mapping) else None
+    if source not in DATA_SHAPES:
+        if in_channels and num_classes:
+            return in_channels, num_classes
+        raise LatencyTableError(f"{path}: key 'data.source': {source!r} is not one of {sorted(DATA_SHAPES)}; "
+                                "pass --in-channels and --num-classes")
+    c, n = DATA_SHAPES[source]
+    if not (num_classes or n):
+        raise LatencyTableError(f"{path}: data source {source!r} has as many classes as class folders; "
+                                "pass --num-classes")
+    return in_channels or c, num_classes or n  # type: ignore[return-value]
 
 
 def space_meta(space: SearchSpace) -> dict[str, Any]:
@@ -87,7 +119,7 @@ def measure_specs(specs: Sequence[Spec], settings: Settings, act: str, resolutio
 
 
 def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolution: int | None = None,
-                settings: Settings = Settings(), num_classes: int = 1000, in_channels: int = 3,
+                settings: Settings = Settings(), num_classes: int = 1000, in_channels: int = 3,  # noqa: B008 - frozen
                 calibration_networks: int = 10, batch: int = 8, progress: bool = True, overwrite: bool = False,
                 log: Callable[[str], None] | None = None) -> LatencyTable:
     """Measure every entry of the space that `out` lacks, saving atomically after each batch.
@@ -151,8 +183,8 @@ def calibration_genotypes(space: SearchSpace, n: int) -> list[Genotype]:
 
 
 def measure_networks(genotypes: Sequence[Genotype], resolution: int, num_classes: int, settings: Settings,
-                     batch: int = 8, progress: bool = False,
-                     desc: str = "networks") -> list[tuple[Timing, float]]:
+                     batch: int = 8, progress: bool = False, desc: str = "networks",
+                     in_channels: int = 3) -> list[tuple[Timing, float]]:
     """End-to-end timings of whole networks (random weights), round-robin in batches; per network the
     pass with the lowest drift-corrected value and that pass's reference time (ms)."""
     from tqdm import tqdm
@@ -168,11 +200,13 @@ def measure_networks(genotypes: Sequence[Genotype], resolution: int, num_classes
                 random.Random(f"pass-{p}").shuffle(order)
             for i in range(0, len(order), batch):
                 idx = order[i:i + batch]
-                models = [genotype_tflite(genotypes[j], resolution, num_classes, seed=j) for j in idx]
+                models = [genotype_tflite(genotypes[j], resolution, num_classes, seed=j, in_channels=in_channels)
+                          for j in idx]
                 timings, ref = time_with_reference(models, settings, genotypes[idx[0]].activation, resolution)
                 for j, t in zip(idx, timings):
                     old = best[j]
-                    if old is None or t.stat(stat) / ref < old[0].stat(stat) / old[1]:
+                    if old is None or (drift_corrected(t.stat(stat), ref, 1.0)
+                                       < drift_corrected(old[0].stat(stat), old[1], 1.0)):
                         best[j] = (t, ref)
                 bar.update(len(idx))
     return [b for b in best if b is not None]
@@ -191,12 +225,14 @@ def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Setting
                       if k not in table})
     if missing:
         raise LatencyTableError(f"cannot calibrate: {len(missing)} entries missing, e.g. {missing[0]!r}")
-    timings = measure_networks(gs, res, table.num_classes, settings, progress=progress, desc="calibration")
+    timings = measure_networks(gs, res, table.num_classes, settings, progress=progress, desc="calibration",
+                               in_channels=table.in_channels)
     nets = []
     for g, (t, ref) in zip(gs, timings):
         raw = table.sum_keys(genotype_keys(g, res, table.num_classes, table.in_channels), calibrated=False)
         v = t.stat(settings.statistic)
-        nets.append({"genotype": g.to_string(), "measured_ms": round(correct(v, ref, table), 6),
+        measured = drift_corrected(v, ref, table.baseline_ms)
+        nets.append({"genotype": g.to_string(), "measured_ms": round(measured, 6),
                      "raw_measured_ms": round(v, 6), "ref_ms": round(ref, 6), "sum_ms": round(raw, 6)})
     return set_calibration(table, nets)
 

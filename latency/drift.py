@@ -15,14 +15,15 @@ it stresses memory the way the measured networks do; a single small block in cac
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from search_space.genotype import parse
 from search_space.references import MOBILENET_V2
 
 from .measure import Settings, Timing, time_models
-from .table import LatencyTable
+from .table import LatencyTable, drift_corrected
 
 
 def reference_genotype(act: str, resolution: int) -> str:
@@ -57,8 +58,7 @@ def _summary(e: Mapping[str, Any]) -> dict[str, Any]:
 
 def _relative(e: Mapping[str, Any], statistic: str) -> float:
     """An entry's value relative to its reference (baseline-free, so passes compare directly)."""
-    v = float(e.get(f"{statistic}_ms", e["median_ms"]))
-    return v / e["ref_ms"] if e.get("ref_ms") else v
+    return drift_corrected(float(e.get(f"{statistic}_ms", e["median_ms"])), e.get("ref_ms"), 1.0)
 
 
 def merge_pass(old: Mapping[str, Any] | None, new: Mapping[str, Any], statistic: str) -> dict[str, Any]:
@@ -86,19 +86,3 @@ def rebase(table: LatencyTable, act: str, resolution: int) -> float:
     table.meta["drift"] = {"reference": reference_genotype(act, resolution), "baseline_ms": round(base, 6),
                            "method": "value = entry[statistic] * baseline_ms / entry.ref_ms"}
     return base
-
-
-def correct(raw_ms: float, ref_ms: float, table: LatencyTable) -> float:
-    """A time measured next to the reference, expressed at the table's baseline speed."""
-    base = (table.meta.get("drift") or {}).get("baseline_ms")
-    return raw_ms * base / ref_ms if base and ref_ms else raw_ms
-
-
-def table_act(table: LatencyTable) -> str:
-    """The activation of a table's entries."""
-    for k in table.entries:
-        if k.endswith("-relu"):
-            return "relu"
-        if k.endswith("-swish"):
-            return "swish"
-    return "swish"

@@ -187,7 +187,7 @@ def make_head(c_in: int, channels: int, num_classes: int, act: str, seed: int = 
 
 
 def make_network(genotype: Genotype, num_classes: int = 1000, seed: int = 0,
-                 calibrate_at: int | None = None) -> GenotypeNet:
+                 calibrate_at: int | None = None, in_channels: int = 3) -> GenotypeNet:
     """A GenotypeNet with its own init and random BN terms, in eval mode.
 
     With `calibrate_at` (a resolution) the BN running statistics are then estimated from random
@@ -195,9 +195,9 @@ def make_network(genotype: Genotype, num_classes: int = 1000, seed: int = 0,
     it a deep ReLU net's outputs can reach 1e4, where float32 rounding alone exceeds 1e-4).
     """
     torch.manual_seed(seed)
-    net = randomize(GenotypeNet(genotype, num_classes=num_classes), seed)
+    net = randomize(GenotypeNet(genotype, num_classes=num_classes, in_channels=in_channels), seed)
     if calibrate_at:
-        calibrate_bn(net, calibrate_at, seed=seed)
+        calibrate_bn(net, calibrate_at, seed=seed, in_channels=in_channels)
     return net
 
 
@@ -234,6 +234,7 @@ def spec_tflite(spec: Spec, seed: int = 0) -> bytes:
     return module_tflite(m, spec.input_hwc)
 
 
-def genotype_tflite(g: Genotype, resolution: int | None = None, num_classes: int = 1000, seed: int = 0) -> bytes:
+def genotype_tflite(g: Genotype, resolution: int | None = None, num_classes: int = 1000, seed: int = 0,
+                    in_channels: int = 3) -> bytes:
     """A whole network of a genotype with random weights, at a resolution (default: its own)."""
-    return network_tflite(make_network(g, num_classes, seed), resolution or g.resolution)
+    return network_tflite(make_network(g, num_classes, seed, in_channels=in_channels), resolution or g.resolution)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from search_space.files import read_text
 from search_space.genotype import parse as parse_genotype
 
 from .build import set_calibration
@@ -52,7 +54,7 @@ class BenchmarkResult:
 def parse_benchmark_log(text: str) -> BenchmarkResult | None:
     """Parse a benchmark_model log; None when it has no `Inference timings` line (a failed run)."""
     m = None
-    for m in _TIMINGS.finditer(text):
+    for m in _TIMINGS.finditer(text):  # noqa: B007 - the last match is the one wanted
         pass
     if m is None:
         return None
@@ -125,18 +127,20 @@ def _collect(paths: Iterable[str | Path]) -> tuple[list[Path], Path | None, Path
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
+    text = read_text(path, LatencyTableError, "manifest")
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise LatencyTableError(f"{path}: unreadable manifest ({e})") from None
-    if not isinstance(doc, Mapping) or doc.get("format") != MANIFEST_FORMAT:
-        raise LatencyTableError(f"{path}: not a probe-kit manifest (format {doc.get('format')!r})")
+    fmt = doc.get("format") if isinstance(doc, Mapping) else None
+    if fmt != MANIFEST_FORMAT:
+        raise LatencyTableError(f"{path}: not a probe-kit manifest (format {fmt!r})")
     return dict(doc)
 
 
 def _read_device_txt(path: Path) -> dict[str, str]:
     out = {}
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         k, sep, v = line.partition("=")
         if sep and v.strip():
             out[k.strip()] = v.strip()
@@ -174,10 +178,13 @@ def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
         if res is None:
             rep.failed.append(log.name)
             continue
-        table.set(name, res.entry())
+        table.set(name, res.entry(), str(log))
         if res.threads is not None:
             seen_threads.add(res.threads)
     rep.entries = len(table)
+    if not table.entries:  # a 0-entry table would only fail later, in the search
+        why = "; ".join(rep.lines()[1:]) or "only calibration networks' logs"
+        raise LatencyTableError(f"no benchmark results in {len(logs)} log(s) ({why}); nothing to write")
     rep.missing = [p["key"] for p in man.get("probes", []) if p["key"] not in table]
     dev: dict[str, Any] = {"source": "benchmark_model"}
     if device_txt:
@@ -193,7 +200,7 @@ def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
                         "warmup": bench.get("warmup"), "clock": "wall", "statistic": "median"},
         "resolution": man.get("resolution", _infer_resolution(table)),
         "num_classes": man.get("num_classes", _infer_num_classes(table)),
-        "in_channels": man.get("in_channels", 3),
+        "in_channels": man.get("in_channels", _infer_in_channels(table)),
     }
     if "space" in man:
         table.meta["space"] = man["space"]
@@ -214,6 +221,13 @@ def _infer_resolution(table: LatencyTable) -> int | None:
         if k.startswith("stem-"):
             return parse_key(k).h  # type: ignore[union-attr]
     return None
+
+
+def _infer_in_channels(table: LatencyTable) -> int:
+    for k in table.entries:
+        if k.startswith("stem-"):
+            return parse_key(k).c_in  # type: ignore[union-attr]
+    return 3
 
 
 def _infer_num_classes(table: LatencyTable) -> int:

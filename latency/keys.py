@@ -15,10 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Union
+from numbers import Integral
+from typing import Any
 
 from search_space.cost import conv_out
 from search_space.genotype import Genotype, Stage, uses_residual
+from search_space.vocab import ACTIVATIONS, OP_CHOICES, OPS
 
 INVOKE_KEY = "invoke"
 
@@ -39,12 +41,19 @@ class InvokeSpec:
         return INVOKE_KEY
 
 
-class _TimedOnInput:
-    """A spec that runs on one NHWC input of h x w x c_in."""
+@dataclass(frozen=True)
+class _OnInput:
+    """A probe that runs on one NHWC input of h x w x c_in."""
 
     h: int
     w: int
     c_in: int
+
+    def __post_init__(self) -> None:
+        # Arguments in another order would still make a well-formed key, of another probe.
+        if not all(isinstance(v, Integral) and not isinstance(v, bool) and v > 0 for v in self.input_hwc):
+            raise ValueError(f"{type(self).__name__}: input h, w, c_in must be positive integers, "
+                             f"got {self.input_hwc!r}")
 
     @property
     def input_hwc(self) -> tuple[int, int, int]:
@@ -53,35 +62,39 @@ class _TimedOnInput:
 
 
 @dataclass(frozen=True)
-class StemSpec(_TimedOnInput):
-    """The stem conv at an input size."""
+class _ConvOnInput(_OnInput):
+    """A probe whose first conv maps c_in to c_out channels with a kernel and a stride."""
 
-    h: int
-    w: int
-    c_in: int
     c_out: int
     kernel: int
     stride: int
+
+    @property
+    def _shape(self) -> str:
+        return f"in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}"
+
+
+@dataclass(frozen=True)
+class StemSpec(_ConvOnInput):
+    """The stem conv at an input size: StemSpec(h, w, c_in, c_out, kernel, stride, act)."""
+
     act: str
     kind = "stem"
 
     @property
     def key(self) -> str:
         """The entry key."""
-        return f"stem-in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}-{self.act}"
+        return f"stem-{self._shape}-{self.act}"
 
 
 @dataclass(frozen=True)
-class BlockSpec(_TimedOnInput):
-    """One block (layer of a stage) at an input size; `residual` is whether the identity is added."""
+class BlockSpec(_ConvOnInput):
+    """One block (layer of a stage) at an input size; `residual` is whether the identity is added.
+
+    BlockSpec(h, w, c_in, c_out, kernel, stride, op, expansion, se, residual, act).
+    """
 
     op: str
-    h: int
-    w: int
-    c_in: int
-    c_out: int
-    kernel: int
-    stride: int
     expansion: int
     se: float
     residual: bool
@@ -91,8 +104,7 @@ class BlockSpec(_TimedOnInput):
     @property
     def key(self) -> str:
         """The entry key."""
-        return (f"{self.op}-in{self.h}x{self.w}x{self.c_in}-out{self.c_out}-k{self.kernel}-s{self.stride}"
-                f"-e{self.expansion}-se{_fmt_se(self.se)}-res{int(self.residual)}-{self.act}")
+        return f"{self.op}-{self._shape}-e{self.expansion}-se{_fmt_se(self.se)}-res{int(self.residual)}-{self.act}"
 
     def stage(self) -> Stage:
         """A one-layer Stage that builds this block (skip chosen so the residual matches)."""
@@ -102,12 +114,9 @@ class BlockSpec(_TimedOnInput):
 
 
 @dataclass(frozen=True)
-class HeadSpec(_TimedOnInput):
+class HeadSpec(_OnInput):
     """The head: 1x1 conv to `channels` + act, global average pool, linear classifier."""
 
-    h: int
-    w: int
-    c_in: int
     channels: int
     num_classes: int
     act: str
@@ -119,13 +128,13 @@ class HeadSpec(_TimedOnInput):
         return f"head-in{self.h}x{self.w}x{self.c_in}-out{self.channels}-cls{self.num_classes}-{self.act}"
 
 
-Spec = Union[InvokeSpec, StemSpec, BlockSpec, HeadSpec]
+Spec = InvokeSpec | StemSpec | BlockSpec | HeadSpec
 
 _NUM = r"(\d+)"
 _HWC = rf"in{_NUM}x{_NUM}x{_NUM}"
-_ACT = r"(swish|relu)"
+_ACT = f"({'|'.join(ACTIVATIONS)})"
 _STEM_RE = re.compile(rf"stem-{_HWC}-out{_NUM}-k{_NUM}-s{_NUM}-{_ACT}")
-_BLOCK_RE = re.compile(rf"(ir|ds|cn)-{_HWC}-out{_NUM}-k{_NUM}-s{_NUM}-e{_NUM}-se([0-9.e-]+)-res([01])-{_ACT}")
+_BLOCK_RE = re.compile(rf"({'|'.join(OPS)})-{_HWC}-out{_NUM}-k{_NUM}-s{_NUM}-e{_NUM}-se([0-9.e-]+)-res([01])-{_ACT}")
 _HEAD_RE = re.compile(rf"head-{_HWC}-out{_NUM}-cls{_NUM}-{_ACT}")
 
 
@@ -139,7 +148,7 @@ def parse_key(key: str) -> Spec:
     if m := _BLOCK_RE.fullmatch(key):
         op = m.group(1)
         h, w, c, o, k, s, e = map(int, m.groups()[1:8])
-        return BlockSpec(op, h, w, c, o, k, s, e, float(m.group(9)), m.group(10) == "1", m.group(11))
+        return BlockSpec(h, w, c, o, k, s, op, e, float(m.group(9)), m.group(10) == "1", m.group(11))
     if m := _HEAD_RE.fullmatch(key):
         h, w, c, o, n = map(int, m.groups()[:5])
         return HeadSpec(h, w, c, o, n, m.group(6))
@@ -150,7 +159,7 @@ def parse_key(key: str) -> Spec:
 def block_key(op: str, kernel: int, expansion: int, se: float, residual: bool, h: int, w: int, c_in: int,
               c_out: int, stride: int, act: str) -> str:
     """The key of one block (cached: the predictor's hot path)."""
-    return BlockSpec(op, h, w, c_in, c_out, kernel, stride, expansion, se, residual, act).key
+    return BlockSpec(h, w, c_in, c_out, kernel, stride, op, expansion, se, residual, act).key
 
 
 @lru_cache(maxsize=1 << 12)
@@ -183,7 +192,7 @@ def genotype_specs(g: Genotype, resolution: int | None = None, num_classes: int 
     res, blocks, hh = _walk(g, resolution or g.resolution)
     act, st = g.activation, g.stem
     out: list[Spec] = [StemSpec(res, res, in_channels, st.channels, st.kernel, st.stride, act)]
-    out += [BlockSpec(stage.op, h, w, c_in, c_out, stage.kernel, stride, stage.expansion, float(stage.se),
+    out += [BlockSpec(h, w, c_in, c_out, stage.kernel, stride, stage.op, stage.expansion, float(stage.se),
                       uses_residual(stage, c_in, c_out, stride), act)
             for stage, c_in, c_out, stride, h, w in blocks]
     out.append(HeadSpec(hh, hh, g.stages[-1].channels, g.head, num_classes, act))
@@ -211,8 +220,6 @@ def space_specs(space: Any, resolution: int | None = None, num_classes: int = 10
     later layers of a stage (when it may have more than one) map its channels to themselves at
     stride 1, with or without the residual as the skip choices allow.
     """
-    from search_space.space import OP_CHOICES
-
     spec = space.to_dict()
     res = resolution or spec["resolution"]
     act = spec["activation"]
@@ -239,10 +246,10 @@ def space_specs(space: Any, resolution: int | None = None, num_classes: int = 10
                         for c_out in st["channels"]:
                             stage = Stage(op, k, e, float(se), skip, c_out, 1, s)
                             for c_in in prev:
-                                add(BlockSpec(op, h, w, c_in, c_out, k, s, e, float(se),
+                                add(BlockSpec(h, w, c_in, c_out, k, s, op, e, float(se),
                                               uses_residual(stage, c_in, c_out, s), act))
                             if max(st["layers"]) > 1:
-                                add(BlockSpec(op, ho, wo, c_out, c_out, k, 1, e, float(se),
+                                add(BlockSpec(ho, wo, c_out, c_out, k, 1, op, e, float(se),
                                               uses_residual(stage, c_out, c_out, 1), act))
         h, w = ho, wo
         prev = list(st["channels"])

@@ -13,9 +13,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class Timing:
                 "count": self.count}
 
     @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> "Timing":
+    def from_samples(cls, samples_ms: Sequence[float]) -> Timing:
         """Median, inter-quartile range, std, min, 10th percentile and count of samples."""
         a = np.asarray(samples_ms, dtype=np.float64)
         p10, q1, med, q3 = np.percentile(a, [10, 25, 50, 75])
@@ -165,11 +166,6 @@ def _pin_thread() -> set[int] | None:
         return None
     _set_affinity({max(old)})
     return old
-
-
-def time_model(model: bytes, settings: Settings = Settings()) -> Timing:
-    """Time one model."""
-    return time_models([model], settings)[0]
 
 
 def cpu_model() -> str:

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from search_space.cost import conv_out
 
@@ -58,7 +59,10 @@ def _parse_ofa_key(key: str) -> tuple[str, dict[str, str]]:
 
 
 def _dims(s: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in s.split("x"))
+    dims = tuple(int(x) for x in s.split("x"))
+    if not all(d > 0 for d in dims):
+        raise ValueError(f"non-positive size in {s!r}")
+    return dims
 
 
 def _entry(v: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,11 +101,12 @@ def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTa
             if not isinstance(val, Mapping) or "mean" not in val:
                 raise ValueError("value lacks 'mean'")
             cin, cout = _dims(f["input"]), _dims(f["output"])
-        except (ValueError, KeyError) as e:
+            _entry(val)  # numbers that are not numbers: skipped here, not a traceback below
+        except (ValueError, KeyError, TypeError) as e:
             rep.skipped[f"unreadable key or value ({type(e).__name__})"] += 1
             continue
         if kind == "expanded_conv":
-            why = _map_block(table, cin, cout, f, val, mbv3)
+            why = _map_block(table, cin, cout, f, val, mbv3, source)
             if why:
                 rep.skipped[why] += 1
             else:
@@ -112,7 +117,7 @@ def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTa
                 continue
             h, w, c = cin
             stride = max(1, round(h / cout[0]))
-            table.set(StemSpec(h, w, c, cout[2], 3, stride, "relu").key, _entry(val))
+            table.set(StemSpec(h, w, c, cout[2], 3, stride, "relu").key, _entry(val), source)
             resolution = h
             rep.mapped += 1
         elif kind == "Conv_1":
@@ -133,7 +138,7 @@ def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTa
             e1, e2 = _entry(val), _entry(lv)
             table.set(HeadSpec(cin[0], cin[1], cin[2], cout[2], n, "relu").key, {
                 "median_ms": e1["median_ms"] + e2["median_ms"], "count": min(e1["count"], e2["count"]),
-                "std_ms": math.sqrt(e1["std_ms"] ** 2 + e2["std_ms"] ** 2), "statistic": "mean"})
+                "std_ms": math.sqrt(e1["std_ms"] ** 2 + e2["std_ms"] ** 2), "statistic": "mean"}, source)
             rep.mapped += 1
     for rest in logits.values():
         rep.skipped["Logits without a matching Conv_1 entry"] += len(rest)
@@ -152,7 +157,7 @@ def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTa
 
 
 def _map_block(table: LatencyTable, cin: tuple[int, ...], cout: tuple[int, ...], f: Mapping[str, str],
-               val: Mapping[str, Any], mbv3: bool) -> str | None:
+               val: Mapping[str, Any], mbv3: bool, source: str) -> str | None:
     """Add one expanded_conv entry; returns why it was skipped, or None."""
     h, w, c_in = cin
     ho, wo, c_out = cout
@@ -169,5 +174,5 @@ def _map_block(table: LatencyTable, cin: tuple[int, ...], cout: tuple[int, ...],
     if skip and not (s == 1 and c_in == c_out):
         return "idskip:1 on a shape-changing block"
     se = 0.25 if int(f.get("se", 0)) else 0.0
-    table.set(BlockSpec("ir", h, w, c_in, c_out, k, s, mid // c_in, se, bool(skip), "relu").key, _entry(val))
+    table.set(BlockSpec(h, w, c_in, c_out, k, s, "ir", mid // c_in, se, bool(skip), "relu").key, _entry(val), source)
     return None

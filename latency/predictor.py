@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from search_space.genotype import Genotype
 
@@ -36,15 +37,15 @@ class Predictor:
         if self.measure_missing:
             missing = [k for k in dict.fromkeys(keys) if k not in self.table]
             if missing:
-                self._measure(missing)
+                self.measure(missing)
         ms = self.table.sum_keys(keys)
         self._cache[g] = ms
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return ms
 
-    def _measure(self, keys: list[str]) -> None:
-        """Time missing entries here and add them (saved when the table has a path)."""
+    def measure(self, keys: list[str]) -> None:
+        """Time missing entries on this host and add them (saved when the table has a path)."""
         from .build import measure_specs
 
         dev, host = self.table.device, host_metadata(self.settings.threads)
@@ -53,13 +54,16 @@ class Predictor:
                                     f"{dev.get('cpu')!r} ({dev.get('runtime')}, {dev.get('threads')} threads), "
                                     f"this host is {host['cpu']!r} ({host['runtime']}, {host['threads']} threads)")
         specs = [parse_key(k) for k in keys]
-        act = next((getattr(s, "act") for s in specs if hasattr(s, "act")), "swish")
+        act = next((s.act for s in specs if hasattr(s, "act")), "swish")
         res = self.table.resolution or self.resolution
         # Entries keep their batch's reference time, so they read at the table's baseline speed.
-        for k, e in zip(keys, measure_specs(specs, self.settings, act, res)):
-            self.table.set(k, e)
-        if self.table.path is not None:
-            self.table.save()
+        # Batches as in a build: a whole space's probes loaded at once would not fit in memory.
+        for i in range(0, len(specs), 8):
+            chunk = specs[i:i + 8]
+            for s, e in zip(chunk, measure_specs(chunk, self.settings, act, res)):
+                self.table.set(s.key, e)
+            if self.table.path is not None:
+                self.table.save()
 
 
 def table_settings(table: LatencyTable) -> Settings:
@@ -78,26 +82,39 @@ def table_settings(table: LatencyTable) -> Settings:
 
 
 def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str | Path | None,
-                   threads: int = 1, num_classes: int = 1000,
-                   measure_missing: bool = False, progress: bool = True) -> Callable[[Genotype], float]:
+                   threads: int = 1, num_classes: int = 1000, measure_missing: bool = False,
+                   progress: bool = True, in_channels: int = 3) -> Callable[[Genotype], float]:
     """A genotype -> latency (ms) predictor from a table file, or built for `space` when `lut` is None.
 
     With `lut=None` the table for `space` at `resolution` is built (or resumed) into
-    `cache_dir/lut.json` with a progress bar, then used. A table of another resolution or
-    classifier width than asked for is a LatencyTableError.
+    `cache_dir/lut.json` with a progress bar, then used. A given table is checked before any
+    work: another resolution, classifier width or input channels than asked for, or a table
+    lacking blocks the space can produce, is a LatencyTableError; with `measure_missing` the
+    missing blocks are measured on this host now instead (refused for another device's table).
     """
-    if lut is None:
-        from .build import build_table
+    from .build import build_table, resolve_space
 
+    space = resolve_space(space)
+    missing: list[str] = []
+    if lut is None:
         if cache_dir is None:
             raise LatencyTableError("load_predictor: give a table path (lut) or a cache_dir to build one in")
-        out = Path(cache_dir) / "lut.json"
-        table = build_table(space, out, resolution=resolution, settings=Settings(threads=threads),
-                            num_classes=num_classes, progress=progress)
+        table = build_table(space, Path(cache_dir) / "lut.json", resolution=resolution,
+                            settings=Settings(threads=threads), num_classes=num_classes, in_channels=in_channels,
+                            progress=progress)
     else:
         table = LatencyTable.load(lut)
-        if table.resolution is not None and table.resolution != resolution:
-            raise LatencyTableError(f"{lut}: table is for resolution {table.resolution}, asked for {resolution}")
-        if table.num_classes != num_classes:
-            raise LatencyTableError(f"{lut}: table's head has {table.num_classes} classes, asked for {num_classes}")
-    return Predictor(table, resolution=resolution, num_classes=num_classes, measure_missing=measure_missing)
+        for fmt, have, want in (("resolution {}", table.resolution, resolution),
+                                ("{} classes", table.num_classes, num_classes),
+                                ("{} input channel(s)", table.in_channels, in_channels)):
+            if have is not None and have != want:
+                raise LatencyTableError(f"{lut}: the table is for {fmt.format(have)}, asked for {fmt.format(want)}")
+        missing = table.uncovered(space, resolution, num_classes, in_channels)
+        if missing and not measure_missing:
+            raise LatencyTableError(f"{lut}: the table lacks {len(missing)} of the blocks the space "
+                                    f"{space.source} can produce, e.g. {missing[0]!r}; it was measured for another "
+                                    "space: rebuild it for this one, or turn on measure_missing")
+    predictor = Predictor(table, resolution=resolution, num_classes=num_classes, measure_missing=measure_missing)
+    if missing:
+        predictor.measure(missing)
+    return predictor

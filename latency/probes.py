@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from search_space.files import atomic_write_bytes
 from search_space.space import SearchSpace
 
 from .build import calibration_genotypes, resolve_space, space_meta
@@ -46,7 +47,7 @@ def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resoluti
     for i, g in enumerate(calibration_genotypes(space, calibration_networks)):
         name = f"calib-{i:02d}"
         rel = f"{NETWORKS_DIR}/{name}.tflite"
-        _write_once(out / rel, lambda g=g: genotype_tflite(g, res, num_classes))
+        _write_once(out / rel, lambda g=g: genotype_tflite(g, res, num_classes, in_channels=in_channels))
         networks.append({"name": name, "file": rel, "genotype": g.to_string()})
     manifest = {
         "format": MANIFEST_FORMAT, "schema_version": MANIFEST_VERSION,
@@ -70,9 +71,7 @@ def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resoluti
 def _write_once(path: Path, make: Callable[[], bytes]) -> None:
     if path.is_file() and path.stat().st_size > 0:
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(make())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, make())
 
 
 def run_script(threads: int, runs: int, warmup: int) -> str:
@@ -118,6 +117,7 @@ mkdir -p logs
 MODELS=$(ls probes/*.tflite networks/*.tflite 2>/dev/null || true)
 TOTAL=$(echo "$MODELS" | grep -c . || true)
 
+# Per mode: what describes the device, and bench_one MODEL NAME, which writes logs/NAME.log.
 case "$MODE" in
   adb)
     ADB="adb"; [ -n "$SERIAL" ] && ADB="adb -s $SERIAL"
@@ -125,42 +125,35 @@ case "$MODE" in
     $ADB shell "mkdir -p $DEVICE_DIR/probes $DEVICE_DIR/networks $DEVICE_DIR/logs"
     $ADB push probes "$DEVICE_DIR/" >/dev/null
     $ADB push networks "$DEVICE_DIR/" >/dev/null
-    {
-      echo "model=$($ADB shell getprop ro.product.model | tr -d '\r')"
-      echo "soc=$($ADB shell getprop ro.soc.model | tr -d '\r')"
-      echo "board=$($ADB shell getprop ro.board.platform | tr -d '\r')"
-      echo "android=$($ADB shell getprop ro.build.version.release | tr -d '\r')"
-      echo "abi=$($ADB shell getprop ro.product.cpu.abi | tr -d '\r')"
-      echo "threads=$THREADS"
-    } > logs/device.txt
-    i=0
-    for f in $MODELS; do
-      i=$((i + 1)); name=$(basename "$f" .tflite)
-      [ -s "logs/$name.log" ] && continue
-      echo "[$i/$TOTAL] $name"
-      $ADB shell "$PREFIX$BENCH --graph=$DEVICE_DIR/$f $FLAGS > $DEVICE_DIR/logs/$name.log 2>&1" \
-        || echo "  benchmark_model failed for $name (see its log)" >&2
-      $ADB pull "$DEVICE_DIR/logs/$name.log" "logs/$name.log" >/dev/null
-    done
+    prop() { $ADB shell getprop "$1" | tr -d '\r' || true; }  # a missing property is no reason to stop
+    DEVICE_INFO="model=$(prop ro.product.model)
+soc=$(prop ro.soc.model)
+board=$(prop ro.board.platform)
+android=$(prop ro.build.version.release)
+abi=$(prop ro.product.cpu.abi)"
+    bench_one() {
+      local rc=0
+      $ADB shell "$PREFIX$BENCH --graph=$DEVICE_DIR/$1 $FLAGS > $DEVICE_DIR/logs/$2.log 2>&1" || rc=$?
+      $ADB pull "$DEVICE_DIR/logs/$2.log" "logs/$2.log" >/dev/null  # a failed run's log says why
+      return $rc
+    }
     ;;
   local)
     if [ -z "$BENCH" ]; then echo "run_probes.sh local: --benchmark PATH is required" >&2; exit 2; fi
-    {
-      echo "model=$(uname -n)"
-      echo "cpu=$( (grep -m1 -i 'model name' /proc/cpuinfo || grep -m1 -i '^hardware' /proc/cpuinfo || uname -m) | sed 's/.*: //')"
-      echo "abi=$(uname -m)"
-      echo "threads=$THREADS"
-    } > logs/device.txt
-    i=0
-    for f in $MODELS; do
-      i=$((i + 1)); name=$(basename "$f" .tflite)
-      [ -s "logs/$name.log" ] && continue
-      echo "[$i/$TOTAL] $name"
-      $PREFIX"$BENCH" --graph="$f" $FLAGS > "logs/$name.log" 2>&1 \
-        || echo "  benchmark_model failed for $name (see its log)" >&2
-    done
+    DEVICE_INFO="model=$(uname -n)
+cpu=$( (grep -m1 -i 'model name' /proc/cpuinfo || grep -m1 -i '^hardware' /proc/cpuinfo || uname -m) | sed 's/.*: //')
+abi=$(uname -m)"
+    bench_one() { $PREFIX"$BENCH" --graph="$1" $FLAGS > "logs/$2.log" 2>&1; }
     ;;
   *) echo "run_probes.sh: mode must be adb or local, got $MODE" >&2; exit 2 ;;
 esac
+printf '%s\nthreads=%s\n' "$DEVICE_INFO" "$THREADS" > logs/device.txt
+i=0
+for f in $MODELS; do
+  i=$((i + 1)); name=$(basename "$f" .tflite)
+  [ -s "logs/$name.log" ] && continue
+  echo "[$i/$TOTAL] $name"
+  bench_one "$f" "$name" || echo "  benchmark_model failed for $name (see its log)" >&2
+done
 echo "logs in $(pwd)/logs; next: python -m latency ingest $(pwd) --out lut.json"
 """

@@ -1,7 +1,7 @@
 """Lazy access to the LiteRT wheel, so that `import latency` works without it."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -10,7 +10,7 @@ from .errors import RuntimeMissingError
 INSTALL_HINT = "pip install ai-edge-litert  (or the project's extra: pip install -e '.[latency]')"
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema() -> ModuleType:
     """The TFLite flatbuffer schema module shipped with LiteRT."""
     try:
@@ -30,16 +30,7 @@ def interpreter_class() -> Any:
     return Interpreter
 
 
-def available() -> bool:
-    """Whether the LiteRT runtime can be imported."""
-    try:
-        interpreter_class()
-    except RuntimeMissingError:
-        return False
-    return True
-
-
-@lru_cache(maxsize=None)
+@cache
 def runtime_version() -> str:
     """`ai-edge-litert <version>` of the installed wheel."""
     try:

@@ -14,19 +14,29 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
+import statistics
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
+from search_space.files import atomic_write_text, read_text
 from search_space.genotype import Genotype
+from search_space.vocab import MAX_RESOLUTION
 
 from .errors import LatencyTableError
-from .keys import INVOKE_KEY, genotype_keys
+from .keys import INVOKE_KEY, genotype_keys, space_specs
 
 FORMAT = "hwnas-latency-table"
 SCHEMA_VERSION = 1
 ENTRY_FIELDS = ("median_ms", "count")
+# Times are stored rounded to 1 ns, so a positive one is at least 1e-6 ms; nothing a table
+# times takes 1000 s. Outside these bounds a number is corruption, not a measurement.
+MIN_MS, MAX_MS = 1e-6, 1e6
+SPREAD_FIELDS = ("iqr_ms", "std_ms")  # spreads of the runs: zero is a real value
+# Calibration ratios and drift factors are a few percent to tens of percent from 1.
+MIN_FACTOR, MAX_FACTOR = 1e-3, 1e3
+STATISTICS = ("p10", "median", "min", "mean")
+MAX_COUNT = 10**9
 
 
 class LatencyTable:
@@ -75,6 +85,11 @@ class LatencyTable:
         """Calibration factor on the block sum (1.0 when uncalibrated)."""
         return float((self.meta.get("calibration") or {}).get("scale", 1.0))
 
+    @property
+    def baseline_ms(self) -> float | None:
+        """The drift reference's typical time (None: no drift correction)."""
+        return (self.meta.get("drift") or {}).get("baseline_ms")
+
     # ---- entries ---------------------------------------------------------------------------
     def __contains__(self, key: object) -> bool:
         return key in self.entries
@@ -82,9 +97,9 @@ class LatencyTable:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def set(self, key: str, entry: Mapping[str, Any]) -> None:
-        """Add or replace an entry (must have at least median_ms and count)."""
-        _check_entry(key, entry, "<memory>")
+    def set(self, key: str, entry: Mapping[str, Any], source: str | None = None) -> None:
+        """Add or replace an entry (median_ms and count at least; every number sane); `source` names it in errors."""
+        _check_entry(key, entry, source or (str(self.path) if self.path else "<memory>"))
         self.entries[key] = dict(entry)
 
     def median(self, key: str) -> float:
@@ -100,9 +115,8 @@ class LatencyTable:
         if e is None:
             raise LatencyTableError(f"latency table{self._where()} has no entry for block {key!r}; "
                                     "rebuild or resume the table for this space, or ask for measure_missing")
-        v = float(e.get(f"{self.statistic}_ms", e["median_ms"]))
-        base, ref = (self.meta.get("drift") or {}).get("baseline_ms"), e.get("ref_ms")
-        return v * base / ref if base and ref else v
+        return drift_corrected(float(e.get(f"{self.statistic}_ms", e["median_ms"])), e.get("ref_ms"),
+                               self.baseline_ms)
 
     # ---- prediction ------------------------------------------------------------------------
     def keys_for(self, g: Genotype, resolution: int | None = None, num_classes: int | None = None) -> list[str]:
@@ -114,6 +128,13 @@ class LatencyTable:
         """Keys a genotype needs that the table lacks."""
         return [k for k in self.keys_for(g, resolution, num_classes) if k not in self.entries]
 
+    def uncovered(self, space: Any, resolution: int | None = None, num_classes: int | None = None,
+                  in_channels: int | None = None) -> list[str]:
+        """Keys of stems, blocks and heads the space can produce that the table lacks, in network order."""
+        specs = space_specs(space, resolution or self.resolution, num_classes or self.num_classes,
+                            in_channels or self.in_channels)
+        return [s.key for s in specs if s.key != INVOKE_KEY and s.key not in self.entries]
+
     def sum_keys(self, keys: Iterable[str], calibrated: bool = True) -> float:
         """Predicted latency (ms) of a network made of these entries (see module doc)."""
         o = self.overhead_ms
@@ -121,7 +142,12 @@ class LatencyTable:
         value = self.value
         for k in keys:
             total += value(k) - o
-        return total * self.scale if calibrated else total
+        if calibrated:
+            total *= self.scale
+        if not 0.0 < total <= MAX_MS:  # load-time checks make this unreachable; never hand out such a number
+            raise LatencyTableError(f"latency table{self._where()} predicts {total!r} ms for a network; "
+                                    "the table is corrupt")
+        return total
 
     def predict(self, g: Genotype, resolution: int | None = None, num_classes: int | None = None,
                 calibrated: bool = True) -> float:
@@ -140,7 +166,7 @@ class LatencyTable:
         return doc
 
     @classmethod
-    def from_dict(cls, doc: Any, source: str = "<dict>") -> "LatencyTable":
+    def from_dict(cls, doc: Any, source: str = "<dict>") -> LatencyTable:
         """Read a JSON document; anything of another format or schema is a LatencyTableError."""
         if not isinstance(doc, Mapping):
             raise LatencyTableError(f"{source}: not a latency table (expected a JSON object)")
@@ -156,17 +182,19 @@ class LatencyTable:
         for k, e in entries.items():
             _check_entry(k, e, source)
         meta = {k: v for k, v in doc.items() if k not in ("format", "schema_version", "units", "entries")}
-        return cls(entries, meta)
+        _check_meta(meta, source)
+        t = cls(entries, meta)
+        _check_values(t, source)
+        return t
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path) -> LatencyTable:
         """Load a table file; missing, corrupt or foreign files are a LatencyTableError."""
         p = Path(path)
-        if not p.is_file():
-            raise LatencyTableError(f"latency table {str(p)!r} does not exist")
+        text = read_text(p, LatencyTableError, "latency table")
         try:
-            doc = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            doc = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
             raise LatencyTableError(f"{p}: corrupt latency table ({e})") from None
         t = cls.from_dict(doc, str(p))
         t.path = p
@@ -177,28 +205,52 @@ class LatencyTable:
         p = Path(path) if path is not None else self.path
         if p is None:
             raise LatencyTableError("no path to save the latency table to")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
-        try:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a table is an ordinary file
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=1, sort_keys=False)
-                f.write("\n")
-            os.replace(tmp, p)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        atomic_write_text(p, json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
         self.path = p
         return p
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def drift_corrected(value_ms: float, ref_ms: float | None, baseline_ms: float | None) -> float:
+    """A time measured next to the drift reference, read at the baseline speed: value * baseline / ref.
+
+    The one drift formula (see `latency.drift`); baseline 1.0 gives the baseline-free ratio that
+    compares passes. Without a reference or a baseline the value stands as measured.
+    """
+    return value_ms * baseline_ms / ref_ms if baseline_ms and ref_ms else value_ms
+
+
+def _bad(source: str, where: str, value: Any, want: str) -> LatencyTableError:
+    shown = repr(value)
+    if len(shown) > 40:  # a 400-digit integer or a long string still makes one readable line
+        shown = shown[:36] + "..."
+    return LatencyTableError(f"{source}: {where} is {shown}; expected {want}")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_range(source: str, where: str, v: Any, lo: float, hi: float, integer: bool = False) -> None:
+    ok = (isinstance(v, int) and not isinstance(v, bool)) if integer else _is_number(v)
+    if not (ok and lo <= v <= hi and math.isfinite(v)):  # compare first: isfinite(10**400) overflows
+        raise _bad(source, where, v, f"{'an integer' if integer else 'a number'} from {lo:g} to {hi:g}")
+
+
+def _check_time(source: str, where: str, v: Any) -> None:
+    _check_range(source, where, v, MIN_MS, MAX_MS)
+
+
+def _check_fields(source: str, where: str, e: Mapping[str, Any]) -> None:
+    """Every number of an entry (or of a pass or a calibration network) is a sane time or count."""
+    for f, v in e.items():
+        if f == "count":
+            _check_range(source, f"{where} field 'count'", v, 0, MAX_COUNT, integer=True)
+        elif f in SPREAD_FIELDS:
+            _check_range(source, f"{where} field {f!r}", v, 0.0, MAX_MS)
+        elif f.endswith("_ms"):
+            _check_time(source, f"{where} field {f!r}", v)
+        elif _is_number(v):
+            _check_range(source, f"{where} field {f!r}", v, 0.0, MAX_MS)
 
 
 def _check_entry(key: Any, e: Any, source: str) -> None:
@@ -207,6 +259,69 @@ def _check_entry(key: Any, e: Any, source: str) -> None:
     for f in ENTRY_FIELDS:
         if f not in e:
             raise LatencyTableError(f"{source}: entry {key!r} lacks field {f!r}")
-    m = e["median_ms"]
-    if not isinstance(m, (int, float)) or isinstance(m, bool) or not math.isfinite(m) or m < 0:
-        raise LatencyTableError(f"{source}: entry {key!r} has a bad median_ms {m!r}")
+    _check_fields(source, f"entry {key!r}", e)
+    passes = e.get("passes")
+    if passes is not None:
+        if not isinstance(passes, list) or not all(isinstance(p, Mapping) for p in passes):
+            raise _bad(source, f"entry {key!r} field 'passes'", passes, "a list of objects")
+        for i, p in enumerate(passes):
+            _check_fields(source, f"entry {key!r} passes[{i}]", p)
+
+
+def _section(meta: Mapping[str, Any], name: str, source: str) -> Mapping[str, Any]:
+    sec = meta.get(name)
+    if sec is None:
+        return {}
+    if not isinstance(sec, Mapping):
+        raise _bad(source, f"{name!r}", sec, "an object")
+    return sec
+
+
+def _check_meta(meta: Mapping[str, Any], source: str) -> None:
+    """The numbers predictions and resumes rely on: shape, calibration, drift, measurement, device."""
+    for name, hi in (("resolution", MAX_RESOLUTION), ("num_classes", 10**6), ("in_channels", 4096)):
+        if meta.get(name) is not None:
+            _check_range(source, repr(name), meta[name], 1, hi, integer=True)
+    cal = _section(meta, "calibration", source)
+    if "scale" in cal:
+        _check_range(source, "'calibration.scale'", cal["scale"], MIN_FACTOR, MAX_FACTOR)
+    nets = cal.get("networks", [])
+    if not isinstance(nets, list) or not all(isinstance(n, Mapping) for n in nets):
+        raise _bad(source, "'calibration.networks'", nets, "a list of objects")
+    for i, n in enumerate(nets):
+        _check_fields(source, f"calibration network {i}", n)
+    drift = _section(meta, "drift", source)
+    if "baseline_ms" in drift:
+        _check_time(source, "'drift.baseline_ms'", drift["baseline_ms"])
+    m = _section(meta, "measurement", source)
+    if m.get("statistic") is not None and m["statistic"] not in STATISTICS:
+        raise _bad(source, "'measurement.statistic'", m["statistic"], f"one of {list(STATISTICS)}")
+    for f in ("threads", "runs", "rounds", "passes", "warmup"):
+        if m.get(f) is not None:
+            _check_range(source, f"'measurement.{f}'", m[f], 0 if f == "warmup" else 1, MAX_COUNT, integer=True)
+    dev = _section(meta, "device", source)
+    for f in ("threads", "cores"):
+        if dev.get(f) is not None:
+            _check_range(source, f"'device.{f}'", dev[f], 1, MAX_COUNT, integer=True)
+    for f, v in _section(meta, "build", source).items():
+        if _is_number(v):
+            _check_range(source, f"'build.{f}'", v, 0.0, 1e9)
+
+
+def _check_values(t: LatencyTable, source: str) -> None:
+    """Cross-entry checks on the values predictions use, so no prediction is NaN, negative or huge."""
+    base = t.baseline_ms
+    if base:
+        for k, e in t.entries.items():
+            if e.get("ref_ms") and not MIN_FACTOR <= base / e["ref_ms"] <= MAX_FACTOR:
+                raise _bad(source, f"entry {k!r} field 'ref_ms'", e["ref_ms"],
+                           f"within a factor {MAX_FACTOR:g} of drift.baseline_ms {base!r}")
+    if INVOKE_KEY in t.entries and len(t.entries) > 1:
+        # Every probe pays the overhead of an empty model, so it is below nearly every entry; a few
+        # tiny probes dip under it by noise, but an overhead above the typical entry is corruption
+        # that would make predictions (sum of entries minus overheads) negative.
+        o = t.value(INVOKE_KEY)
+        typical = statistics.median(t.value(k) for k in t.entries if k != INVOKE_KEY)
+        if o > typical:
+            raise _bad(source, "entry 'invoke' (the per-invoke overhead)", o,
+                       f"at most the median entry, {typical:.6g} ms")

@@ -6,7 +6,8 @@ use are wrapped; `Graph.op` takes any builtin for the rest.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from search_space.space import SearchSpace
 
 from .build import calibration_genotypes, measure_networks
-from .drift import correct
 from .errors import LatencyTableError
 from .measure import Settings, host_metadata
-from .table import LatencyTable
+from .table import LatencyTable, drift_corrected
 
 NN_METER_WITHIN_10 = 0.99  # nn-Meter, Pixel 4 CPU (TFLite): share of models within +-10%
 
@@ -28,7 +28,7 @@ class ErrorStats:
     within_10: float
 
     @classmethod
-    def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> "ErrorStats":
+    def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> ErrorStats:
         """Statistics over paired predictions and measurements (ms)."""
         rel = [(p - m) / m for p, m in zip(predicted, measured)]
         n = len(rel)
@@ -53,7 +53,7 @@ class ValidationReport:
         """Human-readable summary."""
         out = list(self.notes) + [f"{len(self.rows)} networks, measured ({self.statistic} of runs) "
                f"{min(r['measured_ms'] for r in self.rows):.2f}-{max(r['measured_ms'] for r in self.rows):.2f} ms"]
-        for name, s in (("prediction (calibration scale %.4f)" % self.scale, self.calibrated),
+        for name, s in ((f"prediction (calibration scale {self.scale:.4f})", self.calibrated),
                         ("block sum alone (no calibration)", self.raw),
                         ("prediction vs measurement without drift correction", self.uncorrected)):
             if s is None:
@@ -70,7 +70,8 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"scale": self.scale, "statistic": self.statistic, "calibrated": vars(self.calibrated) if self.calibrated else None,
+        return {"scale": self.scale, "statistic": self.statistic,
+                "calibrated": vars(self.calibrated) if self.calibrated else None,
                 "raw": vars(self.raw) if self.raw else None,
                 "uncorrected": vars(self.uncorrected) if self.uncorrected else None, "rows": self.rows}
 
@@ -109,9 +110,10 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
     res = table.resolution
     preds = [table.predict(g, res) for g in gs]  # fails early, before any timing, on a missing entry
     raws = [table.predict(g, res, calibrated=False) for g in gs]
-    timings = measure_networks(gs, res, table.num_classes, settings, batch=10, progress=progress, desc="validate")
+    timings = measure_networks(gs, res, table.num_classes, settings, batch=10, progress=progress, desc="validate",
+                               in_channels=table.in_channels)
     stat = table.statistic
-    meas = [correct(t.stat(stat), ref, table) for t, ref in timings]
+    meas = [drift_corrected(t.stat(stat), ref, table.baseline_ms) for t, ref in timings]
     raw_meas = [t.stat(stat) for t, _ in timings]
     rep = ValidationReport(scale=table.scale, statistic=stat, notes=notes)
     rep.rows = [{"genotype": g.to_string(), "measured_ms": round(m, 6), "raw_measured_ms": round(t.stat(stat), 6),

@@ -1,9 +1,9 @@
 """The search config: YAML sections validated into dataclasses before any work starts.
 
 Sections: ``space`` (path), ``controller``, ``objective``, ``data``, ``train``, ``search``,
-``executor``, ``out``. `DataConfig` and `TrainConfig` are self-contained so other tools (the
-scaling grid search) can embed them in their own top-level dataclass and load it with
-`load_yaml(path, TheirConfig, sets)`.
+``executor``, ``scaling``, ``supernet``, ``stage2`` (read by `python -m nas.train` only), ``out``.
+`DataConfig` and `TrainConfig` are self-contained so other tools (the scaling grid search) can
+embed them in their own top-level dataclass and load it with `load_yaml(path, TheirConfig, sets)`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import yaml
 
 from search_space.yamlfile import read_yaml_file
 
+from .controllers import CONTROLLERS
+from .nni_bridge.names import NAMES as NNI_NAMES
 from .reward import KINDS, PRESETS, Objective, weights
 from .schema import ConfigError, apply_sets, build, option, to_dict
 from .units import UnitError, parse_target
@@ -67,7 +69,8 @@ class TrainConfig:
     amp: bool = True                                # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True
     cudnn_benchmark: bool = False                   # autotuning costs more than it saves per candidate
-    evaluator: str = option("auto", choices=("auto", "standard", "fast"))  # auto: fast on CUDA (SGD), else standard
+    # auto: fast on CUDA (SGD), else standard; supernet: inherited weights (the `supernet` section)
+    evaluator: str = option("auto", choices=("auto", "standard", "fast", "supernet"))
     concurrent: int = option(4, lo=1, hi=64)        # fast evaluator: candidates training at once per GPU
     cuda_graphs: bool = True                        # fast evaluator: replay each training step as a CUDA graph
 
@@ -77,8 +80,7 @@ class ControllerConfig:
     """Which controller proposes candidates; options go to `nas.controllers.build`."""
 
     # nni:* run NNI 3.0's strategies (the `nni` extra, nas/nni_bridge); the rest are ours.
-    name: str = option("ppo", choices=("random", "evolution", "ppo", "nni:RegularizedEvolution", "nni:PolicyBasedRL",
-                                       "nni:TPE", "nni:Random"))
+    name: str = option("ppo", choices=tuple(CONTROLLERS) + NNI_NAMES)
     options: dict[str, Any] = option(factory=dict)
 
 
@@ -104,6 +106,10 @@ class SearchConfig:
     seed: int = option(0, lo=0)
     top_k: int = option(5, lo=1)
     max_ask_factor: int = option(50, lo=1)          # give up after budget x this many asks
+    # After the search, train the top k again with `reseeds` more seeds each and pick by the mean
+    # (null: 3 for short proxies, train.steps set or epochs <= 5, else 0; 0 turns it off).
+    reseed_top_k: int | None = option(None, lo=0, hi=100)
+    reseeds: int = option(2, lo=1, hi=20)
 
 
 @dataclass
@@ -133,11 +139,63 @@ class ScalingConfig:
     max_gamma: float | None = option(None, lo=1.0)
     max_points: int | None = option(None, lo=1)        # train at most this many, spread over the grid
     points: list[list[float]] | None = None            # explicit [alpha, beta, gamma] triples instead
-    include_paper_point: bool = True                   # keep (1.2, 1.1, 1.15) when subsampling
+    include_paper_point: bool = True                   # keep (1.2, 1.1, 1.15) when subsampling (and it qualifies)
+    # measured: keep the points whose counted MACs at phi = 1 are within tolerance of factor x the
+    # baseline's (rounding of channels, layers and resolution moves them off the formula); formula:
+    # keep the points with |alpha * beta^2 * gamma^2 - factor| <= tolerance, as the paper states it.
+    rule: str = option("measured", choices=("measured", "formula"))
+    reseed_top_k: int | None = option(None, lo=0, hi=100)  # train the best k again with more seeds (as search.*)
+    reseeds: int = option(2, lo=1, hi=20)
     phis: list[float] = option(factory=lambda: [1, 2, 3, 4, 5, 6, 7])
     divisor: int = option(8, lo=1)                     # channel multiple (8 official; 2-4 for tiny nets)
     seed: int = option(0, lo=0)                        # the same training seed for every point
     lut: str | None = None                             # latency table to report predicted latency
+
+
+@dataclass
+class SupernetConfig:
+    """The weight-sharing supernet: how `python -m nas.supernet train` trains it, how the evaluator uses it."""
+
+    checkpoint: str | None = None                   # the trained supernet (evaluator input; train writes it)
+    sampling: str = option("sandwich", choices=("sandwich", "uniform"))  # per step: largest+smallest+N, or 1
+    num_random: int = option(2, lo=0, hi=16)        # sandwich: random members per step
+    distill: bool = True                            # sandwich: in-place distillation from the largest member
+    balance_ops: bool = False                       # random members: each op family (conv/sepconv/MBConv) 1/3
+    epochs: float = option(30.0, lo=0.0, lo_open=True)  # supernet training length (train.epochs is the proxy's)
+    steps: int | None = option(None, lo=1)          # when set, wins over epochs
+    seed: int = option(0, lo=0)                     # weights, data order and sampled members
+    checkpoint_every: int = option(200, lo=1)       # steps between resumable checkpoints
+    eval_every: int | None = option(None, lo=1)     # steps between largest/smallest accuracy curves (null: per epoch)
+    eval_images: int = option(1000, lo=1)           # validation images for those curves
+    bn_batches: int = option(8, lo=1)               # BatchNorm recalibration: training batches per candidate
+    bn_batch_size: int | None = option(None, lo=2)  # null: train.batch_size
+
+
+@dataclass
+class Stage2Config:
+    """Stage 2, `python -m nas.train`: one genotype trained for real with the EfficientNet recipe's parts (docs/train.md)."""
+
+    epochs: int = option(30, lo=1)
+    batch_size: int = option(128, lo=1)
+    optimizer: str = option("rmsprop", choices=("rmsprop", "sgd"))  # rmsprop: decay 0.9, eps 1e-3 (TF's)
+    lr: float = option(0.008, lo=0.0, lo_open=True)  # EfficientNet: 0.016 per 256 images; sgd wants ~0.1
+    momentum: float = option(0.9, lo=0.0, hi=1.0, hi_open=True)
+    weight_decay: float = option(1e-5, lo=0.0)      # on conv and linear weights, not on BN or biases
+    schedule: str = option("cosine", choices=("cosine", "linear", "constant"))
+    warmup_epochs: float = option(2.0, lo=0.0)      # linear warm-up, then the schedule (to 0 at the end)
+    label_smoothing: float = option(0.1, lo=0.0, hi=1.0, hi_open=True)
+    ema_decay: float | None = option(0.9999, lo=0.0, hi=1.0, lo_open=True, hi_open=True)  # null: no EMA
+    dropout: float = option(0.2, lo=0.0, hi=1.0, hi_open=True)       # before the classifier
+    drop_connect: float = option(0.2, lo=0.0, hi=1.0, hi_open=True)  # block i of n: drop_connect * i / n
+    # TF's decay 0.99 (0.01 here) needs thousands of steps; over a few hundred the running statistics
+    # still remember their initial values and evaluation fails, so the short runs' 0.1 by default.
+    bn_momentum: float = option(0.1, lo=0.0, hi=1.0, lo_open=True)
+    flip: bool | None = None                        # random horizontal flips; null: train.flip
+    crop_pad: int | None = option(None, lo=0, hi=64)  # random crops after zero padding; null: train.crop_pad
+    cutout: int = option(0, lo=0, hi=1024)          # stronger augmentation: a zeroed square of this side; 0: off
+    seed: int = option(0, lo=0)                     # weights, batch order, augmentation, dropout
+    test: bool = True                               # score best.pt on the test split once, at the end
+    data: dict[str, Any] = option(factory=dict)     # overrides of the data section (e.g. subset: null)
 
 
 @dataclass
@@ -153,6 +211,8 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)  # used by nas.pipeline, not the search
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)  # nas.supernet and train.evaluator: supernet
+    stage2: Stage2Config = field(default_factory=Stage2Config)  # python -m nas.train, not the search
     out: str | None = None                          # run folder; default runs/<name>
 
     def reward_objective(self) -> Objective:
@@ -260,6 +320,15 @@ def load_config(path: str | Path, sets: list[str] | None = None) -> Config:
         o.lut = str(lut)
     check_data_paths(cfg.data, config_dir, src)
     check_train(cfg.train, src)
+    if cfg.supernet.checkpoint is not None:  # an input (search) or an output (training): like `out` when absent
+        ckpt = resolve_path(cfg.supernet.checkpoint, config_dir)
+        if not ckpt.exists() and not Path(cfg.supernet.checkpoint).expanduser().is_absolute():
+            ckpt = (Path.cwd() / Path(cfg.supernet.checkpoint).expanduser()).resolve()
+        cfg.supernet.checkpoint = str(ckpt)
+    elif cfg.train.evaluator == "supernet":
+        raise ConfigError(f"{src}: key 'supernet.checkpoint' must be set for train.evaluator 'supernet': a "
+                          f"checkpoint written by python -m nas.supernet train (e.g. --set "
+                          f"supernet.checkpoint=runs/{cfg.name or path.stem}-supernet/supernet.pt)")
     for key in ("mean", "std"):
         vals = getattr(cfg.data, key)
         if vals is not None and (not vals or any(v <= 0 and key == "std" for v in vals)):
@@ -279,5 +348,6 @@ def config_from_dict(data: dict[str, Any], src: str = "<config>") -> Config:
 
 
 __all__ = ["DataConfig", "TrainConfig", "ControllerConfig", "ObjectiveConfig", "SearchConfig", "ExecutorConfig",
-           "ScalingConfig", "Config", "ConfigError", "load_config", "load_yaml", "read_yaml", "resolve_path", "dump_config",
+           "ScalingConfig", "SupernetConfig", "Stage2Config", "Config", "ConfigError", "load_config", "load_yaml", "read_yaml",
+           "resolve_path", "dump_config",
            "config_from_dict", "check_data_paths", "CIFAR10_URL", "CIFAR10_CHECKSUM"]

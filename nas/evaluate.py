@@ -1,7 +1,7 @@
 """Evaluating a candidate: build it, train it for the budget, measure held-out accuracy.
 
-`Evaluator(config)` needs only ``config.data`` and ``config.train`` (any config with those
-sections works, e.g. the scaling grid search's). It is cheap to pickle: the loaded data is
+`Evaluator(data, train)` takes the two config sections it reads (a search's, the grid's or a
+stage-2 run's). It is cheap to pickle: the loaded data is
 dropped and reloaded lazily, so an executor can re-create it in a worker process. A candidate
 that diverges, runs out of memory or fails otherwise gets accuracy 0 and a status and reason;
 nothing is raised, so the search goes on. On a GPU (``train.evaluator`` auto or fast) candidates go
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -19,65 +18,34 @@ import torch
 from search_space import Genotype, parse
 from search_space.model import build_model
 
+from .config import DataConfig, TrainConfig
 from .data import Splits, load_splits
-from .train import Diverged, accuracy, configure_backend, select_device, train_model
-
-STATUSES = ("ok", "diverged", "oom", "error")
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """The outcome of training one candidate."""
-
-    accuracy: float
-    train_time_s: float
-    status: str = "ok"
-    reason: str = ""
-    steps: int = 0
-    epochs: float = 0.0
-    final_loss: float | None = None
-    eval_time_s: float = 0.0
-    device: str = "cpu"
-    seed: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """Whether training finished normally."""
-        return self.status == "ok"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready mapping."""
-        return asdict(self)
-
-
-def _is_oom(e: BaseException) -> bool:
-    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    msg = str(e).lower()
-    return isinstance(e, oom_type) or "out of memory" in msg or "can't allocate memory" in msg
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(e).split())
-    return f"{type(e).__name__}: {text[:limit]}"
+from .results import STATUSES, EvalResult, failure
+from .train import accuracy, configure_backend, select_device, train_model
 
 
 class Evaluator:
     """Trains candidates on the configured data; `evaluate(genotype, seed)` never raises for a bad candidate."""
 
-    def __init__(self, config: Any) -> None:
-        self.data_cfg = config.data
-        self.train_cfg = config.train
+    def __init__(self, data: DataConfig, train: TrainConfig, supernet: Any = None) -> None:
+        self.data_cfg = data
+        self.train_cfg = train
+        self.supernet_cfg = supernet  # SupernetConfig, read when train.evaluator is 'supernet'
+        self.supernet_sha256: str | None = None  # the checkpoint's hash the run recorded (checked on load)
         self._splits: dict[int | None, Splits] = {}
         self._fast: dict[int | None, Any] = {}  # nas.fast.FastSession per resolution (None: data not on the GPU)
+        self._scorer: Any = None  # nas.supernet.evaluator.SupernetScorer (loads the checkpoint lazily)
 
     # Pickling keeps only the config: data and device state are rebuilt in the new process.
     def __getstate__(self) -> dict[str, Any]:
-        return {"data_cfg": self.data_cfg, "train_cfg": self.train_cfg}
+        return {"data_cfg": self.data_cfg, "train_cfg": self.train_cfg, "supernet_cfg": self.supernet_cfg,
+                "supernet_sha256": self.supernet_sha256}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"supernet_cfg": None, "supernet_sha256": None, **state})
         self._splits = {}
         self._fast = {}
+        self._scorer = None
 
     @property
     def device(self) -> torch.device:
@@ -106,7 +74,9 @@ class Evaluator:
 
     @property
     def kind(self) -> str:
-        """The evaluator in use, 'fast' or 'standard' (train.evaluator with 'auto' resolved for the device)."""
+        """The evaluator in use, 'fast', 'standard' or 'supernet' (train.evaluator, 'auto' resolved for the device)."""
+        if self.train_cfg.evaluator == "supernet":
+            return "supernet"
         from .fast import resolve_evaluator
 
         return resolve_evaluator(self.train_cfg, self.device)
@@ -140,7 +110,9 @@ class Evaluator:
             groups.setdefault(self.data_cfg.resolution or g.resolution, []).append(i)
         for idx in groups.values():
             session = self._fast_session(gs[idx[0]].resolution) if self.kind == "fast" else None
-            if session is None:
+            if self.kind == "supernet":
+                res = [self._evaluate_supernet(gs[i], seeds[i]) for i in idx]
+            elif session is None:
                 res = [self._evaluate_standard(gs[i], seeds[i]) for i in idx]
             else:
                 res = session.evaluate_many([gs[i] for i in idx], [seeds[i] for i in idx])
@@ -152,7 +124,28 @@ class Evaluator:
         """Train the candidate with this seed and return its validation accuracy and training time."""
         if self.kind == "fast":
             return self.evaluate_many([genotype], [seed])[0]
+        if self.kind == "supernet":
+            return self._evaluate_supernet(genotype, seed)
         return self._evaluate_standard(genotype, seed)
+
+    def supernet_scorer(self) -> Any:
+        """The supernet evaluator (``train.evaluator: supernet``); reads the checkpoint on first use."""
+        if self._scorer is None:
+            from .supernet.evaluator import SupernetScorer
+
+            self._scorer = SupernetScorer(self.supernet_cfg, self.train_cfg, self.supernet_sha256)
+        return self._scorer
+
+    def _evaluate_supernet(self, genotype: Genotype | str, seed: int) -> EvalResult:
+        """Inherited weights: extract the member, recalibrate BatchNorm, score on the validation split."""
+        g = parse(genotype) if isinstance(genotype, str) else genotype
+        dev = self.device
+        configure_backend(dev, self.train_cfg.threads, self.train_cfg.cudnn_benchmark)
+        try:
+            splits = self.prepare(g.resolution)
+            return self.supernet_scorer().score(g, seed, splits, dev)
+        except Exception as e:  # noqa: BLE001 - one bad candidate must not end the search
+            return failure(e, str(dev), seed)
 
     def _evaluate_standard(self, genotype: Genotype | str, seed: int) -> EvalResult:
         """The plain eager trainer (nas.train) on the configured device."""
@@ -160,7 +153,7 @@ class Evaluator:
         cfg = self.train_cfg
         dev = self.device
         configure_backend(dev, cfg.threads, cfg.cudnn_benchmark)
-        model = None
+        model = out = None
         try:
             splits = self.prepare(g.resolution)
             torch.manual_seed(seed)  # weights, dropout and drop-connect masks
@@ -175,13 +168,9 @@ class Evaluator:
             return EvalResult(accuracy=acc, train_time_s=out.train_time_s, steps=out.steps, epochs=out.epochs,
                               final_loss=out.final_loss, eval_time_s=time.perf_counter() - t0,
                               device=str(dev), seed=seed)
-        except Diverged as e:
-            return EvalResult(accuracy=0.0, train_time_s=0.0, status="diverged", reason=str(e), device=str(dev),
-                              seed=seed)
         except Exception as e:  # noqa: BLE001 - one bad candidate must not end the search
-            status = "oom" if _is_oom(e) else "error"
-            return EvalResult(accuracy=0.0, train_time_s=0.0, status=status, reason=_one_line(e),
-                              device=str(dev), seed=seed)
+            trained = (out.steps, out.epochs) if out is not None else (0, 0.0)  # NaN only on validation
+            return failure(e, str(dev), seed, steps=trained[0], epochs=trained[1])
         finally:
             del model
             if dev.type == "cuda":

@@ -27,9 +27,10 @@ from .journal import atomic_write_text, load_json, save_json
 
 def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Path:
     """Run (or resume) search -> B0 comparison -> grid -> family; returns the report's path."""
-    from .search import run_search
+    from .search import check_out_dir, run_search
 
     root = Path(cfg.out)
+    check_out_dir(root)
     if root.exists() and any(root.iterdir()) and not resume:
         raise UserError(f"run folder {str(root)!r} is not empty; pass --resume to continue it or choose another --out")
     root.mkdir(parents=True, exist_ok=True)
@@ -38,7 +39,8 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True) -> Pa
 
     search_cfg = copy.deepcopy(cfg)
     search_cfg.out = str(root / "search")
-    has_search = (root / "search" / "journal.jsonl").exists()
+    # Its saved config marks a started search, also one killed before its first evaluation.
+    has_search = (root / "search" / "config.yaml").exists()
     _say(progress, "[1/4] search")
     t = time.perf_counter()
     summary = run_search(search_cfg, resume=has_search, progress=progress)
@@ -94,10 +96,10 @@ def _reference_record(cfg: Config, baseline: Genotype, path: Path) -> dict[str, 
     if path.exists():
         return load_json(path)
     from .evaluate import Evaluator
-    from .search import eval_seed
+    from .results import eval_seed
 
     g = reference("efficientnet-b0").replace(resolution=baseline.resolution)
-    ev = Evaluator(cfg)
+    ev = Evaluator(cfg.data, cfg.train)
     splits = ev.prepare(g.resolution)
     res = ev.evaluate(g, eval_seed(cfg.search.seed, g.to_string()))
     c = cost(g, num_classes=splits.num_classes, in_channels=splits.in_channels)

@@ -1,10 +1,15 @@
-"""Is the proxy trustworthy? Rank a sample of candidates with the proxy budget and a longer one and compare.
+"""Is the proxy trustworthy? Rank a sample of candidates with two estimators and compare.
 
-``python -m nas.proxycheck CONFIG [--samples N] [--long-epochs E]`` draws N distinct random members
-of the config's space, trains each with the config's ``train`` section (the proxy the search uses)
-and again with ``train.epochs = E``, both with the seed the search would give it, and reports
-Kendall's tau and Spearman's rho between the two accuracy rankings. Values near 1 mean the proxy
-orders candidates as the longer training does; near 0, the search's choices are mostly noise.
+``python -m nas.proxycheck CONFIG [--samples N] [--long-epochs E] [--a SPEC] [--b SPEC]`` draws N
+distinct random members of the config's space, scores each with estimator A (default ``proxy``:
+the config's ``train`` section, what the search uses) and estimator B (default ``long``: the same
+with ``train.epochs = E``), both with the seed the search would give it, and reports Kendall's
+tau and Spearman's rho between the two accuracy rankings. Values near 1 mean A orders candidates
+as B does; near 0, a search driven by A makes mostly noisy choices.
+
+Estimators: ``proxy``, ``long``, ``standard[:EPOCHS]``, ``fast[:EPOCHS]`` (a trainer without its own
+epochs gets the config's on side A and E on side B) and ``supernet[:CHECKPOINT]`` (inherited
+weights, docs/supernet.md), e.g. ``--a supernet:runs/x-supernet/supernet.pt --b standard --long-epochs 20``.
 """
 from __future__ import annotations
 
@@ -18,7 +23,6 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from .config import Config, load_config
@@ -38,6 +42,10 @@ class ProxyReport:
     proxy_epochs: float
     long_epochs: float
     wall_s: float
+    a_name: str = "proxy"      # the estimator behind proxy_acc (--a)
+    b_name: str = "long"       # the estimator behind long_acc (--b)
+    a_time_s: float = 0.0      # its summed train + eval seconds
+    b_time_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
@@ -72,24 +80,77 @@ def sample_genotypes(cfg: Config, n: int, seed: int) -> list[Any]:
     return list(out.values())
 
 
-def proxy_check(cfg: Config, samples: int, long_epochs: float, seed: int = 0) -> ProxyReport:
-    """Train `samples` candidates with the proxy budget and with `long_epochs`; correlate the rankings."""
+ESTIMATORS = ("proxy", "long", "standard[:EPOCHS]", "fast[:EPOCHS]", "supernet[:CHECKPOINT]")
+
+
+def estimator(cfg: Config, spec: str, epochs: float | None) -> tuple[str, Any]:
+    """(label, Evaluator) of an estimator spec; trainers without their own epochs get `epochs` (None: the config's).
+
+    ``proxy``: the config's train section as it is; ``long``: the same with `epochs`;
+    ``standard[:E]`` / ``fast[:E]``: that trainer for E epochs; ``supernet[:CHECKPOINT]``: inherited
+    weights from a trained supernet (default: the config's supernet.checkpoint).
+    """
+    from .config import ConfigError, resolve_path
     from .evaluate import Evaluator
-    from .search import eval_seed
+
+    kind, _, arg = spec.partition(":")
+    train, sn = cfg.train, cfg.supernet
+    if kind == "proxy" and not arg:
+        label = "proxy"
+    elif kind == "long" and not arg:
+        train = dataclasses.replace(train, epochs=float(epochs), steps=None) if epochs else train
+        label = f"long {train.epochs:g}ep"
+    elif kind in ("standard", "fast"):
+        try:
+            e = float(arg) if arg else epochs
+        except ValueError:
+            raise ConfigError(f"estimator {spec!r}: {arg!r} is not a number of epochs") from None
+        if e is not None and not e > 0:
+            raise ConfigError(f"estimator {spec!r}: epochs must be positive")
+        train = dataclasses.replace(train, evaluator=kind, **({"epochs": float(e), "steps": None} if e else {}))
+        label = f"{kind} {train.epochs:g}ep" if not train.steps else f"{kind} {train.steps} steps"
+    elif kind == "supernet":
+        ckpt = str(resolve_path(arg, Path.cwd())) if arg else sn.checkpoint
+        if not ckpt:
+            raise ConfigError(f"estimator {spec!r}: give the checkpoint (supernet:PATH) or set supernet.checkpoint")
+        train = dataclasses.replace(train, evaluator="supernet")
+        sn = dataclasses.replace(sn, checkpoint=ckpt)
+        label = "supernet"
+    else:
+        raise ConfigError(f"estimator {spec!r} is not one of {', '.join(ESTIMATORS)}")
+    ev = Evaluator(cfg.data, train, sn)
+    if ev.kind == "supernet":
+        from search_space import SearchSpace
+
+        from .supernet.evaluator import check_for_search
+
+        space = SearchSpace.from_yaml(cfg.space)
+        check_for_search(ev, space, ev.prepare(space.resolution), f"estimator {spec!r}")
+    return label, ev
+
+
+def proxy_check(cfg: Config, samples: int, long_epochs: float, seed: int = 0, a: str = "proxy",
+                b: str = "long") -> ProxyReport:
+    """Score `samples` candidates with estimators `a` (default the proxy) and `b` (default `long_epochs`); correlate."""
+    from .results import eval_seed
 
     t0 = time.perf_counter()
     gs = sample_genotypes(cfg, samples, seed)
     seeds = [eval_seed(cfg.search.seed, g.to_string()) for g in gs]
-    short = Evaluator(cfg).evaluate_many(gs, seeds)
-    long_train = dataclasses.replace(cfg.train, epochs=float(long_epochs), steps=None)
-    long = Evaluator(SimpleNamespace(data=cfg.data, train=long_train)).evaluate_many(gs, seeds)
+    a_name, ev_a = estimator(cfg, a, None)
+    b_name, ev_b = estimator(cfg, b, long_epochs)
+    short = ev_a.evaluate_many(gs, seeds)
+    long = ev_b.evaluate_many(gs, seeds)
     ok = [i for i in range(len(gs)) if short[i].ok and long[i].ok]
     tau, rho = rank_correlations([short[i].accuracy for i in ok], [long[i].accuracy for i in ok])
-    statuses = [s.status if not s.ok else l.status for s, l in zip(short, long)]
+    statuses = [a.status if not a.ok else b.status for a, b in zip(short, long)]
     proxy_epochs = float(short[0].epochs) if short and short[0].ok else float(cfg.train.epochs)
     return ProxyReport(genotypes=[g.to_string() for g in gs], proxy_acc=[r.accuracy for r in short],
                        long_acc=[r.accuracy for r in long], statuses=statuses, kendall_tau=tau, spearman_rho=rho,
-                       proxy_epochs=proxy_epochs, long_epochs=float(long_epochs), wall_s=time.perf_counter() - t0)
+                       proxy_epochs=proxy_epochs, long_epochs=float(long_epochs),
+                       wall_s=time.perf_counter() - t0, a_name=a_name, b_name=b_name,
+                       a_time_s=sum(r.train_time_s + r.eval_time_s for r in short),
+                       b_time_s=sum(r.train_time_s + r.eval_time_s for r in long))
 
 
 def _ranks(x: list[float]) -> list[int]:
@@ -103,7 +164,9 @@ def _ranks(x: list[float]) -> list[int]:
 def format_report(rep: ProxyReport) -> str:
     """A table (rank and accuracy under both budgets per candidate) and the two correlations."""
     rs, rl = _ranks(rep.proxy_acc), _ranks(rep.long_acc)
-    lines = [f"{'proxy':>6}{'long':>6}{'proxy acc':>11}{'long acc':>10}  status  genotype"]
+    a, b = rep.a_name, rep.b_name
+    lines = [f"A = {a} ({rep.a_time_s:.1f} s), B = {b} ({rep.b_time_s:.1f} s)",
+             f"{'A':>6}{'B':>6}{'A acc':>11}{'B acc':>10}  status  genotype"]
     for i in sorted(range(len(rs)), key=lambda i: rs[i]):
         lines.append(f"{rs[i]:>6}{rl[i]:>6}{100 * rep.proxy_acc[i]:>10.2f}%{100 * rep.long_acc[i]:>9.2f}%  "
                      f"{rep.statuses[i]:<6}  {rep.genotypes[i]}")
@@ -113,10 +176,10 @@ def format_report(rep: ProxyReport) -> str:
 
     n_ok = sum(s == "ok" for s in rep.statuses)
     lines.append(f"Kendall tau {fmt(rep.kendall_tau)}, Spearman rho {fmt(rep.spearman_rho)} over {n_ok} candidates "
-                 f"(proxy {rep.proxy_epochs:.3g} epochs vs {rep.long_epochs:.3g}; {rep.wall_s:.1f} s)")
+                 f"({a} vs {b}; {rep.wall_s:.1f} s)")
     if n_ok:
         best = max((i for i in range(len(rs)) if rep.statuses[i] == "ok"), key=lambda i: rep.proxy_acc[i])
-        lines.append(f"the proxy's best candidate ranks #{rl[best]} of {len(rl)} with the longer budget")
+        lines.append(f"the best candidate of A ({a}) ranks #{rl[best]} of {len(rl)} with B ({b})")
     return "\n".join(lines)
 
 
@@ -130,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config key, e.g. train.epochs=2 (repeatable)")
     ap.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
+    ap.add_argument("--a", default="proxy", metavar="SPEC",
+                    help="estimator A (default proxy): proxy, long, standard[:E], fast[:E], supernet[:CHECKPOINT]")
+    ap.add_argument("--b", default="long", metavar="SPEC", help="estimator B, the reference (default long)")
     args = ap.parse_args(argv)
     if args.samples < 2:
         ap.error("--samples must be at least 2 to rank anything")
@@ -138,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         long_epochs = args.long_epochs if args.long_epochs is not None else 3 * cfg.train.epochs
         if long_epochs <= 0:
             ap.error("--long-epochs must be positive")
-        rep = proxy_check(cfg, args.samples, long_epochs, args.seed)
+        rep = proxy_check(cfg, args.samples, long_epochs, args.seed, a=args.a, b=args.b)
     except UserError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -13,8 +13,11 @@ from typing import Any
 import yaml
 
 from search_space import parse
+from search_space.yamlfile import read_yaml_file
 
-from .journal import Journal, atomic_write_text
+from .errors import UserError
+from .journal import Journal, atomic_write_text, check_search_record
+from .reseed import RESEED_FILE, check_reseed_record, markdown_section, summarize, winner_record
 from .units import format_macs
 
 
@@ -89,7 +92,9 @@ def plot_pareto(records: list[dict[str, Any]], path: str | Path, key: str = "mac
 def best_yaml(record: dict[str, Any], name: str) -> str:
     """The winning genotype as YAML (Genotype.to_yaml) plus a `meta` block with its numbers."""
     g = parse(record["genotype"])
-    meta = {k: record.get(k) for k in ("accuracy", "reward", "macs", "params", "latency_ms", "index", "seed")}
+    keys = ("accuracy", "reward", "macs", "params", "latency_ms", "index", "seed", "accuracy_std", "seeds",
+            "first_seed_accuracy")
+    meta = {k: record.get(k) for k in keys if k in record}
     return g.to_yaml(name=name) + yaml.safe_dump({"meta": meta}, sort_keys=False)
 
 
@@ -152,11 +157,16 @@ def markdown(records: list[dict[str, Any]], config: dict[str, Any], top_k: int, 
 
 def write_outputs(run_dir: str | Path, records: list[dict[str, Any]], config: dict[str, Any],
                   target: float | None = None, note: str = "",
-                  weights: tuple[float, float] | None = None) -> dict[str, Path]:
-    """best.yaml, pareto.png and report.md in the run folder; returns their paths."""
+                  weights: tuple[float, float] | None = None,
+                  reseeds: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """best.yaml, pareto.png and report.md in the run folder; returns their paths.
+
+    With `reseeds` (the re-seeded top candidates) the winner is the best mean reward over seeds.
+    """
     run_dir = Path(run_dir)
     out: dict[str, Path] = {}
-    best = best_record(records)
+    stats = summarize(records, reseeds or [])
+    best = winner_record(stats) or best_record(records)
     if best is not None:
         out["best"] = run_dir / "best.yaml"
         atomic_write_text(out["best"], best_yaml(best, f"{config.get('name', 'search')}-best"))
@@ -166,7 +176,8 @@ def write_outputs(run_dir: str | Path, records: list[dict[str, Any]], config: di
         out["pareto"] = png
     out["report"] = run_dir / "report.md"
     top_k = int(config.get("search", {}).get("top_k", 5))
-    atomic_write_text(out["report"], markdown(records, config, top_k, png.name if png else None, note, weights))
+    text = markdown(records, config, top_k, png.name if png else None, note, weights)
+    atomic_write_text(out["report"], text + "\n".join(markdown_section(stats)) + ("\n" if stats else ""))
     return out
 
 
@@ -179,12 +190,25 @@ def main(argv: list[str] | None = None) -> int:
     if not (run / "config.yaml").is_file():
         print(f"error: {run} is not a run folder (no config.yaml)", file=sys.stderr)
         return 2
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    records = Journal(run / "journal.jsonl").read()
     from .config import config_from_dict
 
-    objective = config_from_dict(config, str(run / "config.yaml")).reward_objective()
-    paths = write_outputs(run, records, config, objective.target, weights=(objective.alpha, objective.beta))
+    try:
+        config = read_yaml_file(run / "config.yaml", UserError, "run config")
+        if not isinstance(config, dict):
+            raise UserError(f"{run / 'config.yaml'}: not a config mapping")
+        # A bad line is an error, not a shorter report: every journaled evaluation is reported or none.
+        journal = Journal(run / "journal.jsonl", check_search_record)
+        records = journal.read()
+        reseed = Journal(run / RESEED_FILE, check_reseed_record).read()
+        objective = config_from_dict(config, str(run / "config.yaml")).reward_objective()
+    except UserError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    if journal.torn:
+        print(f"note: {journal.path} ends in a record cut off mid-write (a killed run); it is not reported",
+              file=sys.stderr)
+    paths = write_outputs(run, records, config, objective.target, weights=(objective.alpha, objective.beta),
+                          reseeds=reseed)
     print("\n".join(str(p) for p in paths.values()))
     return 0
 

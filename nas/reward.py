@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from search_space import Genotype, cost as analytic_cost
+from search_space import Genotype
+from search_space import cost as analytic_cost
 
 from .errors import UserError
 
@@ -104,24 +105,29 @@ def check_latency_available(need_runtime: bool = True) -> None:
     if need_runtime and importlib.util.find_spec("ai_edge_litert") is None:
         raise ObjectiveUnavailable(f"objective 'latency' is not available: the LiteRT runtime is missing; {hint}")
     try:
-        import latency
+        import latency  # noqa: F401
     except ImportError as e:  # the package exists in this repo, but its own imports may fail
         raise ObjectiveUnavailable(f"objective 'latency' is not available ({e}); {hint}") from None
-    if not hasattr(latency, "load_predictor"):
-        raise ObjectiveUnavailable("objective 'latency' is not available: this checkout's latency package has no "
-                                   "load_predictor yet")
 
 
 def latency_predictor(lut: str | Path | None, space: object, resolution: int, cache_dir: str | Path | None,
                       threads: int = 1, num_classes: int = 1000, measure_missing: bool = False,
-                      progress: bool = True) -> LatencyFn:
-    """A genotype -> ms predictor; with ``lut=None`` a table for the space is built into cache_dir/lut.json."""
+                      progress: bool = True, in_channels: int = 3) -> LatencyFn:
+    """A genotype -> ms predictor; with ``lut=None`` a table for the space is built into cache_dir/lut.json.
+
+    A given table is checked up front (resolution, classes, input channels, every block of the
+    space, or those missing measured when `measure_missing`), so a wrong one fails before training.
+    """
     check_latency_available(need_runtime=lut is None)
     import latency
 
-    return latency.load_predictor(None if lut is None else str(lut), space, resolution=resolution,
-                                  cache_dir=None if cache_dir is None else str(cache_dir), threads=threads,
-                                  num_classes=num_classes, measure_missing=measure_missing, progress=progress)
+    try:
+        return latency.load_predictor(None if lut is None else str(lut), space, resolution=resolution,
+                                      cache_dir=None if cache_dir is None else str(cache_dir), threads=threads,
+                                      num_classes=num_classes, measure_missing=measure_missing, progress=progress,
+                                      in_channels=in_channels)
+    except latency.RuntimeMissingError as e:  # measure_missing found blocks to time, without LiteRT
+        raise ObjectiveUnavailable(f"objective 'latency' is not available: {e}") from None
 
 
 __all__ = ["PRESETS", "KINDS", "ObjectiveUnavailable", "reward", "weights", "Costs", "Objective", "CostModel",

@@ -9,13 +9,13 @@ top-level dataclass (the scaling grid search reuses the `data` and `train` secti
 from __future__ import annotations
 
 import copy
-
 import dataclasses
 import difflib
 import math
 import types
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 

@@ -23,7 +23,6 @@ not re-asked. With the inline executor the loop is the sequential one and resume
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import time
 from collections import deque
@@ -34,17 +33,25 @@ from typing import Any
 
 import yaml
 
-from search_space import SearchSpace, SpaceError
+from search_space import SearchSpace, SpaceError, parse
+from search_space.yamlfile import read_yaml_file
 
+from . import runfolder
 from .config import Config, ConfigError, dump_config, load_config
 from .errors import UserError
-from .journal import Journal, atomic_write_text, load_json, save_json
+from .journal import Journal, JournalError, atomic_write_text, check_search_record, load_json, save_json
+from .reseed import RESEED_FILE, auto_top_k, check_reseed_record, reseed_seeds, summarize, winner_record
+from .results import eval_seed
 from .reward import CostModel, LatencyFn, Objective, check_latency_available, latency_predictor
 from .units import format_target
 
 # Keys that may change between a run and its resume: where it lives, how far it goes, and where its
-# evaluations run (results depend only on genotype and seed, not on the worker).
-RESUMABLE_CHANGES = ("out", "search.budget", "executor")
+# evaluations run (results depend only on genotype and seed, not on the worker); stage2 is read by
+# python -m nas.train only (and run folders from before that section existed must still resume).
+# Keys that may change on --resume: none of them changes what the search evaluates or tells.
+RESUMABLE_CHANGES = ("out", "search.budget", "search.reseed_top_k", "search.reseeds", "executor",
+                     "supernet.checkpoint",  # (its sha256 is checked)
+                     "stage2")
 
 
 def _resumable(key: str) -> bool:
@@ -53,12 +60,6 @@ def _resumable(key: str) -> bool:
 
 class RunError(UserError):
     """A run folder that cannot be used as asked (exists already, or does not match on resume)."""
-
-
-def eval_seed(search_seed: int, genotype: str) -> int:
-    """The training seed of a genotype: a stable hash of the search seed and its string (order-free)."""
-    digest = hashlib.sha256(f"{search_seed}:{genotype}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 @dataclass
@@ -110,56 +111,83 @@ def prepare(cfg: Config, source: str = "config") -> Setup:
     objective = cfg.reward_objective()
     if objective.kind == "latency":
         check_latency_available(need_runtime=cfg.objective.lut is None)
-    evaluator = Evaluator(cfg)
+    evaluator = Evaluator(cfg.data, cfg.train, cfg.supernet)
     splits = evaluator.prepare(space.resolution)  # loads (or downloads) the data now, not mid-search
+    if evaluator.kind == "supernet":  # the checkpoint loads, covers the space and fits the data
+        from .supernet.evaluator import check_for_search
+
+        check_for_search(evaluator, space, splits, source)
     latency = None
     if objective.kind == "latency" and cfg.objective.lut is not None:
         try:  # a given table is checked (resolution, classes) before any work
             latency = latency_predictor(cfg.objective.lut, space, space.resolution, None,
                                         threads=cfg.objective.threads, num_classes=splits.num_classes,
-                                        measure_missing=cfg.objective.measure_missing)
+                                        measure_missing=cfg.objective.measure_missing,
+                                        in_channels=splits.in_channels)
         except (ValueError, OSError, KeyError) as e:
             raise ConfigError(f"{source}: key 'objective.lut': {' '.join(str(e).split())}") from None
     return Setup(cfg, space, controller, objective, evaluator, splits.in_channels, splits.num_classes, latency)
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+def check_out_dir(out: Path) -> None:
+    """Refuse a run folder path that is (or lies under) an existing file, before any work."""
+    runfolder.check_out_dir(out, RunError)
+
+
+def _mapping(data: Any, path: Path) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not a config mapping (a YAML {type(data).__name__})")
+    return data
 
 
 def open_run_dir(cfg: Config, space: SearchSpace, resume: bool) -> Path:
     """Create the run folder (fresh) or check it matches this config (resume)."""
     out = Path(cfg.out)
     saved_cfg = out / "config.yaml"
+    check_out_dir(out)
     if not resume:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(not runfolder.is_leftover(p) for p in out.iterdir()):
             raise RunError(f"run folder {out} exists and is not empty; continue it with --resume or choose "
                            f"another with --out")
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"cannot create run folder {out}: {e.strerror}") from None
         atomic_write_text(saved_cfg, dump_config(cfg))
         atomic_write_text(out / "space.yaml", yaml.safe_dump(space.to_dict(), sort_keys=False))
+        _record_supernet(cfg, out, resume)
         return out
     if not saved_cfg.is_file():
         raise RunError(f"cannot resume: {out} has no config.yaml (start it without --resume)")
-    old = _flatten(yaml.safe_load(saved_cfg.read_text()) or {})
-    new = _flatten(cfg.to_dict())
-    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not _resumable(k)]
+    saved = _mapping(read_yaml_file(saved_cfg, RunError, "run config"), saved_cfg)
+    old, new = runfolder.flatten(saved), runfolder.flatten(cfg.to_dict())
+    # A key a newer version added is absent from an older run's config.yaml: at its default it is no change.
+    defaults = runfolder.flatten(Config().to_dict())
+    diff = runfolder.differences(saved, cfg.to_dict(), lambda k: _resumable(k) or (
+        k not in old and k in defaults and new.get(k) == defaults[k]))
     if diff:
-        shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:4])
-        raise RunError(f"cannot resume {out}: the config differs from its config.yaml in {shown}"
-                       f"{' ...' if len(diff) > 4 else ''}; resume with the same config or use a new --out")
+        raise RunError(f"cannot resume {out}: the config differs from its config.yaml in "
+                       f"{runfolder.describe(saved, cfg.to_dict(), diff)}; resume with the same config or use a new --out")
     space_file = out / "space.yaml"
-    if space_file.is_file() and yaml.safe_load(space_file.read_text()) != space.to_dict():
+    if space_file.is_file() and read_yaml_file(space_file, RunError, "run space") != space.to_dict():
         raise RunError(f"cannot resume {out}: the search space {cfg.space} changed since the run started")
     if any(old.get(k) != new.get(k) for k in set(old) | set(new) if _resumable(k) and k != "out"):
         atomic_write_text(saved_cfg, dump_config(cfg))
+    _record_supernet(cfg, out, resume)
     return out
+
+
+def _record_supernet(cfg: Config, out: Path, resume: bool) -> None:
+    """With the supernet evaluator: the checkpoint's sha256 goes into supernet.json; a resume must find the same."""
+    if cfg.train.evaluator == "supernet" and cfg.supernet.checkpoint:
+        from .supernet.evaluator import record_checkpoint
+
+        try:
+            record_checkpoint(cfg.supernet.checkpoint, out, resume)
+        except OSError as e:
+            raise RunError(f"cannot read supernet.checkpoint {cfg.supernet.checkpoint}: {e.strerror}") from None
 
 
 @dataclass
@@ -181,7 +209,7 @@ class SearchRun:
         self.s = setup
         self.cfg = setup.config
         self.run_dir = run_dir
-        self.journal = Journal(run_dir / "journal.jsonl")
+        self.journal = Journal(run_dir / "journal.jsonl", check_search_record)
         self.state_path = run_dir / "controller.json"
         self.progress = progress
         self.records: list[dict[str, Any]] = []
@@ -197,20 +225,34 @@ class SearchRun:
                                     "state": self.s.controller.state_dict()})
 
     def _restore(self) -> None:
-        self.records = self.journal.read(repair=True)
+        # Everything is checked before the journal is touched: a refused resume changes no file.
+        self.records = self.journal.read()
         for r in self.records:
             self.cache.setdefault(r["genotype"], r)
         if self.state_path.is_file():
-            saved = load_json(self.state_path)
+            try:
+                saved = load_json(self.state_path)
+            except JournalError as e:
+                raise RunError(f"cannot resume {self.run_dir}: {e}") from None
+            if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
+                    and isinstance(saved.get("journal_len"), int) and not isinstance(saved["journal_len"], bool)
+                    and saved["journal_len"] >= 0):
+                raise RunError(f"cannot resume {self.run_dir}: {self.state_path} is not a controller state "
+                               f"(needs 'journal_len' and 'state')")
             if saved["journal_len"] > len(self.records):
                 raise RunError(f"cannot resume {self.run_dir}: controller.json is at evaluation "
                                f"{saved['journal_len']} but the journal has only {len(self.records)}")
             try:
                 self.s.controller.load_state_dict(saved["state"])
-            except (KeyError, ValueError) as e:
-                raise RunError(f"cannot resume {self.run_dir}: controller.json does not fit ({e})") from None
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+                raise RunError(f"cannot resume {self.run_dir}: controller.json does not fit "
+                               f"({type(e).__name__}: {e})") from None
         elif self.records:
             raise RunError(f"cannot resume {self.run_dir}: journal.jsonl has entries but controller.json is missing")
+        self.journal.read(repair=True)  # set a torn last line aside so appends start a line of their own
+        if self.journal.set_aside is not None and self.progress:
+            print(f"note: {self.journal.path} ended in a record cut off mid-write; its bytes are kept in "
+                  f"{self.journal.set_aside.name} and that evaluation runs again", file=sys.stderr)
         for r in self.records:
             self._track_best(r)
 
@@ -229,11 +271,11 @@ class SearchRun:
                 # Built (or resumed) into the run folder, so --resume reuses the measured table.
                 latency = latency_predictor(o.lut, self.s.space, self.s.space.resolution, self.run_dir,
                                             threads=o.threads, num_classes=self.s.num_classes,
-                                            progress=self.progress)
+                                            progress=self.progress, in_channels=self.s.in_channels)
             self.costs = CostModel(self.s.in_channels, self.s.num_classes, latency)
         return self.costs
 
-    def _record(self, p: "_Running", res: Any) -> dict[str, Any]:
+    def _record(self, p: _Running, res: Any) -> dict[str, Any]:
         """The journal line of a finished evaluation (failed ones get reward 0)."""
         reward = self.s.objective.reward(res.accuracy, p.costs) if res.ok else 0.0
         return {
@@ -365,10 +407,55 @@ class SearchRun:
                     f"budget {budget}")
         if note:
             print(f"warning: {note}", file=sys.stderr)
+        reseeds = self._reseed()
+        best = winner_record(summarize(self.records, reseeds)) or self.best
         o = self.s.objective
-        write_outputs(self.run_dir, self.records, self.cfg.to_dict(), o.target, note, (o.alpha, o.beta))
-        return Summary(self.run_dir, len(self.records), ctl.num_asked, self.best, time.perf_counter() - start,
+        write_outputs(self.run_dir, self.records, self.cfg.to_dict(), o.target, note, (o.alpha, o.beta), reseeds)
+        return Summary(self.run_dir, len(self.records), ctl.num_asked, best, time.perf_counter() - start,
                        gave_up)
+
+    def _reseed(self) -> list[dict[str, Any]]:
+        """Train the top candidates with more seeds (journaled in reseed.jsonl, resumable); all such records."""
+        from tqdm import tqdm
+
+        from .executors import Job, build_executor
+        from .report import top_records
+
+        k = auto_top_k(self.cfg.search.reseed_top_k, self.cfg.train)
+        if k == 0:
+            return []
+        journal = Journal(self.run_dir / RESEED_FILE, check_reseed_record)
+        done = journal.read(repair=True)
+        have = {(r["genotype"], r["seed"]) for r in done}
+        pending: dict[str, tuple[dict[str, Any], int]] = {}
+        for r in top_records(self.records, k):
+            for seed in reseed_seeds(self.cfg.search.seed, r["genotype"], self.cfg.search.reseeds):
+                if (r["genotype"], seed) not in have:
+                    pending[f"{r['genotype']}#{seed}"] = (r, seed)
+        if not pending:
+            return done
+        bar = tqdm(total=len(pending), desc="reseed top", unit="eval", disable=not self.progress, file=sys.stderr,
+                   dynamic_ncols=True, mininterval=1.0)
+        executor = build_executor(self.cfg.executor, self.s.evaluator, self.cfg.train.device)
+        try:
+            for key, (r, seed) in pending.items():
+                executor.submit(Job(key, r["genotype"], seed))
+            while pending:
+                for d in executor.wait():
+                    r, seed = pending.pop(d.job.key)
+                    res = d.result
+                    costs = self._costs()(parse(r["genotype"]))
+                    rec = {"genotype": r["genotype"], "index": r["index"], "seed": seed, "accuracy": res.accuracy,
+                           "reward": self.s.objective.reward(res.accuracy, costs) if res.ok else 0.0,
+                           "status": res.status, "reason": res.reason, "train_time_s": res.train_time_s,
+                           "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                    journal.append(rec)
+                    done.append(rec)
+                    bar.update(1)
+        finally:
+            executor.close()
+            bar.close()
+        return done
 
 
 @dataclass
@@ -423,6 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sets = list(args.sets) + ([f"out={args.out}"] if args.out else [])
         cfg = load_config(args.config, sets)
+        check_out_dir(Path(cfg.out))
         setup = prepare(cfg, args.config)
         if args.check:
             print(_describe(setup))

@@ -1,14 +1,19 @@
-"""`python -m scaling`: emit scaled families (and, with later subcommands, grid search and export)."""
+"""`python -m scaling`: emit scaled families and export networks (the trained grid is `python -m nas.grid`)."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from search_space.cost import cost
+from search_space.cost import check_size, cost
 from search_space.genotype import GenotypeError
 from search_space.references import load_genotype
+from search_space.rounding import DIVISOR
+from search_space.vocab import MAX_RESOLUTION
+from search_space.yamlfile import read_yaml_file
 
 from .compound import PAPER_COEFFICIENTS
 from .family import compound_family, format_table, latency_ms, official_family, write_members
@@ -19,6 +24,10 @@ class CliError(Exception):
 
 
 def _emit(args: argparse.Namespace) -> int:
+    _check_ints(args, "classes", "in_channels")
+    for phi in args.phi or []:
+        if not math.isfinite(phi):
+            raise CliError(f"--phi {phi} is not allowed; allowed: finite numbers, e.g. --phi 1 2 3 (or 0.5, -1)")
     base = load_genotype(args.source)
     prefix = args.name or _prefix(args.source)
     if args.official:
@@ -54,9 +63,16 @@ def _export(args: argparse.Namespace) -> int:
     from .export import export, run_exported
     from .models import build
 
+    _check_ints(args, "classes", "in_channels")
+    _check_ints(args, "resolution", hi=MAX_RESOLUTION)
+    if args.max_params is not None and not args.max_params > 0:
+        raise CliError(f"--max-params {args.max_params} is not allowed; allowed: a number > 0 (inf for no limit)")
     g = load_genotype(args.source)
     res = args.resolution or g.resolution
-    model = build(g, num_classes=args.classes, in_channels=args.in_channels, weights=args.weights).eval()
+    # The size at the export resolution, before anything is allocated (the build checks its own).
+    check_size(g, res, args.in_channels, args.classes, max_params=args.max_params)
+    model = build(g, num_classes=args.classes, in_channels=args.in_channels, weights=args.weights,
+                  max_params=args.max_params).eval()
     path = export(model, res, args.format, args.out, args.in_channels)
     print(f"wrote {path} ({path.stat().st_size:,} bytes, {args.format}, input {args.in_channels}x{res}x{res})")
     if not args.no_check:
@@ -70,27 +86,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grid(args: argparse.Namespace) -> int:
-    # The grid trains networks, so this subcommand uses the search's proxy trainer (nas); the
-    # rest of the scaling package does not depend on nas.
-    from pathlib import Path
-
-    from nas.grid import load_grid_config, run_grid
-
-    base = load_genotype(args.baseline)
-    cfg = load_grid_config(args.config, args.set)
-    out = Path(args.out or cfg.out or Path("runs") / f"{cfg.name}-grid")
-    s = run_grid(base, cfg.data, cfg.train, cfg.scaling, out, resume=args.resume, progress=not args.quiet,
-                 executor=cfg.executor)
-    print(Path(s.report_path).read_text())
-    b = s.best
-    print(f"chosen: alpha={b['alpha']:.2f} beta={b['beta']:.2f} gamma={b['gamma']:.2f} "
-          f"(accuracy {b['accuracy']:.4f}, {b['macs_ratio']:.2f}x the baseline's MACs) -> {s.coefficients_path}")
-    return 0
-
-
 def _coefficients(args: argparse.Namespace) -> tuple[float, float, float, int, list[float] | None]:
-    vals: dict = dict(zip(("alpha", "beta", "gamma"), PAPER_COEFFICIENTS), divisor=8, phis=None)
+    vals: dict = dict(zip(("alpha", "beta", "gamma"), PAPER_COEFFICIENTS), divisor=DIVISOR, phis=None)
     if getattr(args, "coefficients", None):
         vals.update(_read_coefficients(args.coefficients))
         args._file_classes = vals.pop("num_classes", None)
@@ -99,34 +96,50 @@ def _coefficients(args: argparse.Namespace) -> tuple[float, float, float, int, l
         if getattr(args, k, None) is not None:
             vals[k] = getattr(args, k)
     for k in ("alpha", "beta", "gamma"):
-        if vals[k] < 1.0:
-            raise CliError(f"--{k} must be >= 1, got {vals[k]}")
+        if not (math.isfinite(vals[k]) and vals[k] >= 1.0):
+            raise CliError(f"--{k} {vals[k]} is not allowed; allowed: a finite number >= 1")
     if vals["divisor"] < 1:
-        raise CliError(f"--divisor must be >= 1, got {vals['divisor']}")
+        raise CliError(f"--divisor {vals['divisor']} is not allowed; allowed: an integer >= 1")
+    if vals["phis"] and not all(math.isfinite(v) for v in vals["phis"]):
+        raise CliError(f"{args.coefficients}: phis {vals['phis']} are not allowed; allowed: finite numbers")
     return vals["alpha"], vals["beta"], vals["gamma"], int(vals["divisor"]), vals["phis"]
 
 
 def _read_coefficients(path: str) -> dict:
-    import yaml
-    from pathlib import Path
-
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"coefficients file {path!r} does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = read_yaml_file(path, CliError, "coefficients file") or {}
     data = data.get("coefficients", data) if isinstance(data, dict) else data
     if not isinstance(data, dict) or not all(k in data for k in ("alpha", "beta", "gamma")):
         raise CliError(f"{path}: expected keys alpha, beta and gamma")
-    out: dict = {k: float(data[k]) for k in ("alpha", "beta", "gamma")}
-    if "divisor" in data:
-        out["divisor"] = int(data["divisor"])
-    if data.get("in_channels"):
-        out["in_channels"] = int(data["in_channels"])
-    if data.get("num_classes"):
-        out["num_classes"] = int(data["num_classes"])
+
+    def num(key: str, kind: type) -> Any:
+        v = data[key]
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or (kind is int and v != int(v))):
+            raise CliError(f"{path}: key '{key}': {v!r} is not allowed; allowed: a number")
+        return kind(v)
+
+    out: dict = {k: num(k, float) for k in ("alpha", "beta", "gamma")}
+    for key in ("divisor", "in_channels", "num_classes"):
+        if data.get(key) is not None:
+            out[key] = num(key, int)
+            if out[key] < 1:
+                raise CliError(f"{path}: key '{key}': {out[key]} is not allowed; allowed: an integer >= 1")
     if data.get("phis"):
-        out["phis"] = [float(v) for v in data["phis"]]
+        phis = data["phis"]
+        if not isinstance(phis, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in phis):
+            raise CliError(f"{path}: key 'phis': {phis!r} is not allowed; allowed: a list of numbers")
+        out["phis"] = [float(v) for v in phis]
     return out
+
+
+def _check_ints(args: argparse.Namespace, *names: str, hi: int | None = None) -> None:
+    """Flags that must be integers >= 1 (argparse only checks the type): one line naming the flag."""
+    for name in names:
+        v = getattr(args, name, None)
+        if v is not None and not (v >= 1 and (hi is None or v <= hi)):
+            allowed = "an integer >= 1" if hi is None else f"an integer in [1, {hi}]"
+            raise CliError(f"--{name.replace('_', '-')} {v} is not allowed; allowed: {allowed}")
 
 
 def _prefix(source: str) -> str:
@@ -146,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--alpha", type=float, help="depth coefficient (default 1.2)")
     e.add_argument("--beta", type=float, help="width coefficient (default 1.1)")
     e.add_argument("--gamma", type=float, help="resolution coefficient (default 1.15)")
-    e.add_argument("--coefficients", help="YAML file with alpha, beta, gamma (e.g. from `scaling grid`)")
+    e.add_argument("--coefficients", help="YAML file with alpha, beta, gamma (e.g. from `python -m nas.grid`)")
     e.add_argument("--phi", type=float, nargs="+", help="compound coefficients to emit (default 1..7)")
     e.add_argument("--divisor", type=int, help="channel multiple (default 8, as in the official code)")
     e.add_argument("--out", help="folder to write one genotype YAML per model")
@@ -165,22 +178,10 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--classes", type=int, default=1000, help="number of classes (default 1000)")
     x.add_argument("--in-channels", type=int, default=3, help="input channels (default 3)")
     x.add_argument("--no-check", action="store_true", help="skip comparing the file's outputs with PyTorch")
+    x.add_argument("--max-params", type=float, metavar="N",
+                   help="refuse networks with more parameters (default 2e9, or $HWNAS_MAX_PARAMS)")
     x.set_defaults(func=_export)
-    gr = sub.add_parser("grid", help="step 1: train the (alpha, beta, gamma) grid at phi = 1 and choose")
-    gr.add_argument("baseline", help="baseline genotype YAML (e.g. runs/mnas/best.yaml) or reference name")
-    gr.add_argument("--config", required=True, help="grid config YAML: data, train and scaling sections")
-    gr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
-    gr.add_argument("--out", help="run folder (default runs/<config name>-grid)")
-    gr.add_argument("--resume", action="store_true", help="continue an interrupted grid run")
-    gr.add_argument("--quiet", action="store_true", help="no progress bar")
-    gr.set_defaults(func=_grid)
-    for register in EXTRA_COMMANDS:
-        register(sub)
     return p
-
-
-# Later subcommands (grid, export) register themselves here.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

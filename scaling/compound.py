@@ -5,10 +5,11 @@ only decides the multipliers.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from search_space.genotype import Genotype
-from search_space.rounding import DIVISOR, round_resolution, scale_genotype
+from search_space.rounding import DIVISOR, scale_genotype, scale_resolution
 
 # Tan & Le 2019, the released models: (width, depth, resolution, dropout).
 OFFICIAL: dict[str, tuple[float, float, int, float]] = {
@@ -36,25 +37,26 @@ class Multipliers:
     dropout: float | None = None
 
 
-def resolution_divisor(base_resolution: int) -> int:
-    """The multiple a scaled resolution is rounded to: 8 from 128 pixels up, finer for small images."""
-    return max(1, min(DIVISOR, base_resolution // 16))
-
-
 def compound(alpha: float, beta: float, gamma: float, phi: float, base_resolution: int = 224,
              divisor: int | None = None) -> Multipliers:
     """depth = alpha^phi, width = beta^phi, resolution = base * gamma^phi rounded to a multiple of `divisor`.
 
-    The resolution is rounded to the nearest multiple of `divisor`, by default
-    `resolution_divisor(base)`: 8 at ImageNet sizes (within 2% of the exact value from 224 up,
-    and early strides divide it cleanly), 2 at 32x32 and 1 at 16x16, so small images still grow.
+    The resolution follows `search_space.rounding.scale_resolution` (nearest multiple of
+    `resolution_divisor(base)` unless `divisor` is given), the rule `official` uses too.
     """
-    divisor = resolution_divisor(base_resolution) if divisor is None else divisor
     for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if not v >= 1.0:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    return Multipliers(phi=phi, width=round(beta ** phi, 6), depth=round(alpha ** phi, 6),
-                       resolution=round_resolution(base_resolution * gamma ** phi, divisor))
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 1.0):
+            raise ValueError(f"{name} must be a finite number >= 1, got {v}")
+    if not (isinstance(phi, (int, float)) and math.isfinite(phi)):
+        raise ValueError(f"phi must be a finite number (e.g. 1, 2.5 or -1), got {phi}")
+    try:
+        m = Multipliers(phi=phi, width=round(beta ** phi, 6), depth=round(alpha ** phi, 6),
+                        resolution=scale_resolution(base_resolution, gamma ** phi, divisor))
+    except OverflowError:
+        m = None
+    if m is None or not (math.isfinite(m.width) and math.isfinite(m.depth)):
+        raise ValueError(f"phi {phi} with alpha {alpha}, beta {beta}, gamma {gamma} overflows; use a smaller phi")
+    return m
 
 
 def official(name: str, base_resolution: int = 224) -> Multipliers:
@@ -63,7 +65,8 @@ def official(name: str, base_resolution: int = 224) -> Multipliers:
     if key not in OFFICIAL:
         raise ValueError(f"unknown official model {name!r}; known: {sorted(OFFICIAL)}")
     w, d, r, drop = OFFICIAL[key]
-    res = r if base_resolution == 224 else round_resolution(base_resolution * r / 224)
+    # At 224 the released resolutions themselves (260, 300, 380 are not multiples of 8).
+    res = r if base_resolution == 224 else scale_resolution(base_resolution, r / 224)
     return Multipliers(phi=int(key[1:]), width=w, depth=d, resolution=res, dropout=drop)
 
 

@@ -1,12 +1,13 @@
 """Emit a scaled family (rows of width, depth, resolution, params, MACs) from any genotype."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from search_space.cost import cost
 from search_space.genotype import Genotype
+from search_space.rounding import DIVISOR
 
 from .compound import OFFICIAL, Multipliers, apply, compound, official
 
@@ -40,7 +41,7 @@ class Member:
 
 
 def member(base: Genotype, m: Multipliers, name: str, num_classes: int = 1000, in_channels: int = 3,
-           divisor: int = 8) -> Member:
+           divisor: int = DIVISOR) -> Member:
     """Scale `base` by `m` (channels to multiples of `divisor`) and count its cost."""
     g = apply(base, m, divisor)
     c = cost(g, in_channels=in_channels, num_classes=num_classes)
@@ -57,7 +58,7 @@ def official_family(base: Genotype, prefix: str = "efficientnet", num_classes: i
 
 def compound_family(base: Genotype, alpha: float, beta: float, gamma: float, phis: Iterable[float],
                     prefix: str = "model", num_classes: int = 1000, in_channels: int = 3,
-                    divisor: int = 8) -> list[Member]:
+                    divisor: int = DIVISOR) -> list[Member]:
     """One member per phi with depth alpha^phi, width beta^phi, resolution gamma^phi."""
     return [member(base, compound(alpha, beta, gamma, phi, base.resolution), f"{prefix}-phi{_fmt(phi)}",
                    num_classes, in_channels, divisor) for phi in phis]

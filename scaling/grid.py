@@ -5,8 +5,10 @@ Pure enumeration and selection; training the grid points is `nas.grid`'s job.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+
+from .compound import PAPER_COEFFICIENTS
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class GridPoint:
     def key(self) -> str:
         """A stable name, e.g. ``a1.20_b1.10_g1.15``."""
         return f"a{self.alpha:.2f}_b{self.beta:.2f}_g{self.gamma:.2f}"
+
+
+# The paper's chosen point, kept when a grid is subsampled.
+PAPER_POINT = GridPoint(*PAPER_COEFFICIENTS)
 
 
 def enumerate_grid(step: float = 0.05, tolerance: float = 0.1, factor: float = 2.0,

@@ -16,17 +16,24 @@ the SE ratio is non-zero; `_noskip` when the stage asks for no identity residual
 """
 from __future__ import annotations
 
+import math
+import operator
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
+from typing import Any
 
-OPS = ("ir", "ds", "cn")
-OP_NAMES = {"ir": "MBConv", "ds": "depthwise-separable conv", "cn": "regular conv"}
-ACTIVATIONS = ("swish", "relu")
-SKIPS = ("identity", "none")
+from .vocab import ACTIVATIONS, KERNELS, MAX_RESOLUTION, OPS, SKIPS, STRIDES, check_keys
 
 
 class GenotypeError(ValueError):
     """A genotype string or mapping that does not describe a valid network."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        # The message without its part, so a reader that knows where the part came from
+        # (stages[2] of a file, a string token) can name it instead.
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,11 @@ class Stem:
     channels: int = 32
     kernel: int = 3
     stride: int = 2
+
+    def __post_init__(self) -> None:
+        _set(self, "channels", _integer("stem", "channels", self.channels))
+        _set(self, "kernel", _integer("stem", "kernel", self.kernel, choices=KERNELS))
+        _set(self, "stride", _integer("stem", "stride", self.stride, choices=STRIDES))
 
 
 @dataclass(frozen=True)
@@ -52,19 +64,20 @@ class Stage:
     stride: int
 
     def __post_init__(self) -> None:
-        _check(self.op in OPS, f"op {self.op!r} is not one of {list(OPS)}")
-        _check(self.kernel in (1, 3, 5, 7), f"kernel {self.kernel!r} is not one of [1, 3, 5, 7]")
-        _check(isinstance(self.expansion, int) and self.expansion >= 1,
-               f"expansion {self.expansion!r} must be an integer >= 1")
-        _check(self.op == "ir" or self.expansion == 1,
-               f"op {self.op!r} has no expansion; got expansion {self.expansion}")
-        _check(0.0 <= float(self.se) < 1.0, f"se ratio {self.se!r} must be in [0, 1)")
-        _check(self.skip in SKIPS, f"skip {self.skip!r} is not one of {list(SKIPS)}")
-        _check(isinstance(self.channels, int) and self.channels >= 1,
-               f"channels {self.channels!r} must be a positive integer")
-        _check(isinstance(self.layers, int) and self.layers >= 1,
-               f"layers {self.layers!r} must be a positive integer")
-        _check(self.stride in (1, 2), f"stride {self.stride!r} is not one of [1, 2]")
+        part = "stage"
+        _choice(part, "op", self.op, OPS)
+        _set(self, "kernel", _integer(part, "kernel", self.kernel, choices=KERNELS))
+        _set(self, "expansion", _integer(part, "expansion", self.expansion))
+        if self.op != "ir" and self.expansion != 1:
+            raise _field_error(part, "expansion", self.expansion, f"1 (op {self.op!r} has no expansion)")
+        se = self.se
+        if isinstance(se, bool) or not isinstance(se, (int, float)) or not 0.0 <= se < 1.0:
+            raise _field_error(part, "se", se, "a ratio in [0, 1)")
+        _set(self, "se", float(se))
+        _choice(part, "skip", self.skip, SKIPS)
+        _set(self, "channels", _integer(part, "channels", self.channels))
+        _set(self, "layers", _integer(part, "layers", self.layers))
+        _set(self, "stride", _integer(part, "stride", self.stride, choices=STRIDES))
 
     def to_string(self) -> str:
         """The stage's block string, e.g. ``ir_r2_k3_s2_e6_c24_se0.25``."""
@@ -90,14 +103,22 @@ class Genotype:
     resolution: int = 224
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stages", tuple(self.stages))
-        _check(len(self.stages) >= 1, "a genotype needs at least one stage")
-        _check(self.activation in ACTIVATIONS,
-               f"activation {self.activation!r} is not one of {list(ACTIVATIONS)}")
-        _check(isinstance(self.resolution, int) and self.resolution >= 1,
-               f"resolution {self.resolution!r} must be a positive integer")
-        _check(isinstance(self.head, int) and self.head >= 1,
-               f"head {self.head!r} must be a positive integer")
+        stages = self.stages
+        if not isinstance(stages, tuple):
+            if isinstance(stages, (str, bytes, Mapping)) or not hasattr(stages, "__iter__"):
+                raise _field_error("genotype", "stages", stages, "a non-empty sequence of Stage")
+            stages = tuple(stages)
+            object.__setattr__(self, "stages", stages)
+        if not stages:
+            raise _field_error("genotype", "stages", stages, "a non-empty sequence of Stage")
+        for i, st in enumerate(stages):
+            if not isinstance(st, Stage):
+                raise _field_error(f"stages[{i}]", "type", type(st).__name__, "a Stage")
+        if not isinstance(self.stem, Stem):
+            raise _field_error("stem", "type", type(self.stem).__name__, "a Stem")
+        _set(self, "head", _integer("head", "channels", self.head))
+        _choice("genotype", "activation", self.activation, ACTIVATIONS)
+        _set(self, "resolution", _integer("genotype", "resolution", self.resolution, hi=MAX_RESOLUTION))
 
     # ---- string form -------------------------------------------------------------------
     def to_string(self) -> str:
@@ -127,40 +148,37 @@ class Genotype:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Genotype":
+    def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
         """Read the mapping form; unknown or missing keys are errors naming the key."""
         if not isinstance(data, Mapping):
             raise GenotypeError(f"a genotype mapping is expected, got {type(data).__name__}")
+        allowed = {"activation", "resolution", "stem", "stages", "head", "name", "genotype", "meta"}
+        check_keys(data, allowed, GenotypeError)
         if "genotype" in data and "stages" not in data:
             return parse(str(data["genotype"]))
-        allowed = {"activation", "resolution", "stem", "stages", "head", "name", "genotype", "meta"}
-        _no_unknown(data, allowed, "genotype")
         stem_d = data.get("stem", {}) or {}
-        _no_unknown(stem_d, {"channels", "kernel", "stride"}, "stem")
+        if not isinstance(stem_d, Mapping):
+            raise _field_error("genotype", "stem", stem_d, "a mapping of channels, kernel, stride")
+        check_keys(stem_d, {"channels", "kernel", "stride"}, GenotypeError, prefix="stem.")
         stages_d = data.get("stages")
         if not isinstance(stages_d, list) or not stages_d:
             raise GenotypeError("genotype key 'stages' must be a non-empty list of stage mappings")
         stages = []
         keys = ("op", "kernel", "expansion", "se", "skip", "channels", "layers", "stride")
         for i, sd in enumerate(stages_d):
+            where = f"stages[{i}]"
             if not isinstance(sd, Mapping):
-                raise GenotypeError(f"stages[{i}] must be a mapping, got {sd!r}")
-            _no_unknown(sd, set(keys), f"stages[{i}]")
+                raise GenotypeError(f"{where} must be a mapping, got {sd!r}")
+            check_keys(sd, set(keys), GenotypeError, prefix=f"{where}.")
             missing = [k for k in keys if k not in sd and k not in ("expansion", "se", "skip")]
             if missing:
-                raise GenotypeError(f"stages[{i}] is missing key(s) {missing}")
-            try:
-                stages.append(Stage(op=sd["op"], kernel=int(sd["kernel"]), expansion=int(sd.get("expansion", 1)),
-                                    se=float(sd.get("se", 0.0)), skip=sd.get("skip", "identity"),
-                                    channels=int(sd["channels"]), layers=int(sd["layers"]),
-                                    stride=int(sd["stride"])))
-            except GenotypeError as e:
-                raise GenotypeError(f"stages[{i}]: {e}") from None
-            except (TypeError, ValueError) as e:
-                raise GenotypeError(f"stages[{i}]: {e}") from None
-        g = cls(stages=tuple(stages), stem=Stem(**{k: int(v) for k, v in stem_d.items()}),
-                head=int(data.get("head", 1280)), activation=data.get("activation", "swish"),
-                resolution=int(data.get("resolution", 224)))
+                raise GenotypeError(f"{where} is missing key(s) {missing}")
+            with _part(where):
+                stages.append(Stage(op=sd["op"], kernel=sd["kernel"], expansion=sd.get("expansion", 1),
+                                    se=sd.get("se", 0.0), skip=sd.get("skip", "identity"),
+                                    channels=sd["channels"], layers=sd["layers"], stride=sd["stride"]))
+        g = cls(stages=tuple(stages), stem=Stem(**stem_d), head=data.get("head", 1280),
+                activation=data.get("activation", "swish"), resolution=data.get("resolution", 224))
         if "genotype" in data and parse(str(data["genotype"])) != g:
             raise GenotypeError("the 'genotype' string and the 'stages' mapping disagree")
         return g
@@ -177,7 +195,7 @@ class Genotype:
         return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
 
     @classmethod
-    def from_yaml(cls, text: str) -> "Genotype":
+    def from_yaml(cls, text: str) -> Genotype:
         """Parse YAML text written by `to_yaml` (or a bare genotype string)."""
         import yaml
 
@@ -190,7 +208,7 @@ class Genotype:
         return cls.from_dict(data)
 
     # ---- helpers -------------------------------------------------------------------------
-    def replace(self, **changes: Any) -> "Genotype":
+    def replace(self, **changes: Any) -> Genotype:
         """A copy with some fields changed."""
         return replace(self, **changes)
 
@@ -230,32 +248,31 @@ def parse(text: str) -> Genotype:
     tokens = [t.strip() for t in text.strip().split(":")]
     if len(tokens) < 4:
         raise GenotypeError(f"genotype string {text!r} needs global:stem:stage...:head tokens")
-    act, _, res = tokens[0].partition("_r")
-    if act not in ACTIVATIONS or not res.isdigit():
+    act, sep, res = tokens[0].partition("_r")
+    if not sep or not act or not res:
         raise GenotypeError(f"bad global token {tokens[0]!r}: expected e.g. 'swish_r224'")
     stem_f = _fields(tokens[1], "stem", {"c", "k", "s"})
     head_f = _fields(tokens[-1], "head", {"c"})
+    for f, tok, need in ((stem_f, tokens[1], "cks"), (head_f, tokens[-1], "c")):
+        for key in need:
+            if key not in f:
+                raise GenotypeError(f"bad token {tok!r}: missing '_{key}<n>'")
     stages = []
-    for tok in tokens[2:-1]:
+    for i, tok in enumerate(tokens[2:-1]):
         op = tok.split("_", 1)[0]
         if op not in OPS:
             raise GenotypeError(f"bad stage token {tok!r}: op must be one of {list(OPS)}")
-        flags = {"noskip"}
-        f = _fields(tok, op, {"r", "k", "s", "e", "c", "se"}, flags)
+        f = _fields(tok, op, {"r", "k", "s", "e", "c", "se"}, {"noskip"})
         for need in ("r", "k", "s", "c"):
             if need not in f:
                 raise GenotypeError(f"bad stage token {tok!r}: missing '_{need}<n>'")
-        try:
-            stages.append(Stage(op=op, kernel=int(f["k"]), expansion=int(f.get("e", "1")),
-                                se=float(f.get("se", "0")), skip="none" if "noskip" in f else "identity",
-                                channels=int(f["c"]), layers=int(f["r"]), stride=int(f["s"])))
-        except ValueError as e:
-            raise GenotypeError(f"bad stage token {tok!r}: {e}") from None
-    try:
-        return Genotype(stages=tuple(stages), stem=Stem(int(stem_f["c"]), int(stem_f["k"]), int(stem_f["s"])),
-                        head=int(head_f["c"]), activation=act, resolution=int(res))
-    except (KeyError, ValueError) as e:
-        raise GenotypeError(f"bad genotype string {text!r}: {e}") from None
+        with _part(f"stages[{i}] {tok!r}"):
+            stages.append(Stage(op=op, kernel=_number(f["k"]), expansion=_number(f.get("e", "1")),
+                                se=_number(f.get("se", "0")), skip="none" if "noskip" in f else "identity",
+                                channels=_number(f["c"]), layers=_number(f["r"]), stride=_number(f["s"])))
+    return Genotype(stages=tuple(stages),
+                    stem=Stem(_number(stem_f["c"]), _number(stem_f["k"]), _number(stem_f["s"])),
+                    head=_number(head_f["c"]), activation=act, resolution=_number(res))
 
 
 def _fields(tok: str, prefix: str, keys: set[str], flags: set[str] = frozenset()) -> dict[str, str]:
@@ -279,12 +296,72 @@ def _fmt_float(x: float) -> str:
     return repr(float(x))
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise GenotypeError(msg)
+_SIGNED_INT = re.compile(r"[+-]\d+")
 
 
-def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise GenotypeError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+def _number(text: str) -> Any:
+    """A string field as the number it spells (int if it is one), else the text itself.
+
+    The dataclasses then judge the value, so a string, a mapping and a constructor call all get
+    the same error for the same value.
+    """
+    if text.isdigit() or _SIGNED_INT.fullmatch(text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _field_error(part: str, name: str, value: Any, allowed: str) -> GenotypeError:
+    detail = f"{name} {value!r} is not allowed; allowed: {allowed}"
+    return GenotypeError(f"{part}: {detail}", detail)
+
+
+def _integer(part: str, name: str, value: Any, lo: int = 1, hi: int | None = None,
+             choices: Sequence[int] | None = None) -> int:
+    """`value` as an int; bools, non-integral floats and strings are errors (True is not 1)."""
+    v: Any = None
+    if type(value) is int:  # the common case, first: genotypes are built thousands of times a second
+        v = value
+    elif not isinstance(value, bool):
+        if isinstance(value, float):
+            v = int(value) if math.isfinite(value) and value.is_integer() else None
+        else:
+            try:
+                v = operator.index(value)  # int and numpy integers, nothing that merely converts
+            except TypeError:
+                v = None
+    ok = v is not None and (v in choices if choices is not None else v >= lo and (hi is None or v <= hi))
+    if not ok:
+        if choices is not None:
+            allowed = f"one of {list(choices)}"
+        else:
+            allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        raise _field_error(part, name, value, allowed)
+    return v
+
+
+def _choice(part: str, name: str, value: Any, choices: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise _field_error(part, name, value, f"one of {list(choices)}")
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    if obj.__dict__[name] is not value:
+        object.__setattr__(obj, name, value)  # frozen dataclass: store the normalized value
+
+
+class _part:
+    """Context manager: a field error raised inside names `where` as its part."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> bool:
+        if isinstance(exc, GenotypeError) and exc.detail:
+            raise GenotypeError(f"{self.where}: {exc.detail}", exc.detail) from None
+        return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cost import check_size
 from .genotype import Genotype, Stage, uses_residual
 from .rounding import se_channels
 
@@ -89,11 +90,19 @@ class Block(nn.Module):
 
 
 class GenotypeNet(nn.Module):
-    """Stem -> stages of blocks -> head (1x1 conv, pool, dropout, linear)."""
+    """Stem -> stages of blocks -> head (1x1 conv, pool, dropout, linear).
+
+    Above `max_params` parameters or `max_activation_bytes` of activations at batch 1 and the
+    genotype's resolution (defaults: `search_space.cost.size_limits`) it raises ModelSizeError
+    before allocating anything.
+    """
 
     def __init__(self, genotype: Genotype, num_classes: int = 1000, in_channels: int = 3,
                  dropout: float = 0.2, drop_connect: float = 0.2, bn_eps: float = 1e-3,
-                 bn_momentum: float = 0.01, activation: str | None = None) -> None:
+                 bn_momentum: float = 0.01, activation: str | None = None, *,
+                 max_params: float | None = None, max_activation_bytes: float | None = None) -> None:
+        check_size(genotype, in_channels=in_channels, num_classes=num_classes, max_params=max_params,
+                   max_activation_bytes=max_activation_bytes)
         super().__init__()
         self.genotype = genotype
         act = activation or genotype.activation
@@ -140,7 +149,7 @@ class GenotypeNet(nn.Module):
 
 def build_model(genotype: Genotype | str, num_classes: int = 1000, in_channels: int = 3,
                 **options: float) -> GenotypeNet:
-    """Build the torch module of a genotype (or its string form)."""
+    """Build the torch module of a genotype (or its string form); size limits as in `GenotypeNet`."""
     if isinstance(genotype, str):
         from .genotype import parse
 

@@ -23,27 +23,21 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from .genotype import Genotype, GenotypeError, Stage, Stem
+from .vocab import ACTIVATIONS, KERNELS, MAX_RESOLUTION, OP_CHOICES, SKIPS, STRIDES, check_keys
 from .yamlfile import read_yaml_file
 
-# The op decision's choices and the (op, expansion) of the genotype they stand for.
-OP_CHOICES: dict[str, tuple[str, int]] = {
-    "conv": ("cn", 1),
-    "sepconv": ("ds", 1),
-    "mbconv1": ("ir", 1),
-    "mbconv3": ("ir", 3),
-    "mbconv6": ("ir", 6),
-}
 _OP_NAME = {v: k for k, v in OP_CHOICES.items()}
 STAGE_KEYS = ("op", "kernel", "se", "skip", "channels", "layers")
 _ALLOWED = {
     "op": list(OP_CHOICES),
-    "kernel": [1, 3, 5, 7],
-    "skip": ["identity", "none"],
+    "kernel": list(KERNELS),
+    "skip": list(SKIPS),
 }
 
 
@@ -99,7 +93,7 @@ class SearchSpace:
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SearchSpace":
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
         """Load a space from a YAML file (errors name the file and the key)."""
         return cls(read_yaml_file(path, SpaceError, "search space file"), source=str(path))
 
@@ -207,66 +201,62 @@ def default_space_path() -> Path:
 def _validate(spec: Any, src: str) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise SpaceError(f"{src}: a search space must be a mapping, got {type(spec).__name__}")
-    _no_unknown(spec, {"activation", "resolution", "stem", "head", "defaults", "stages", "name", "description"},
-                src, "")
+    where = f"{src}: "
+    check_keys(spec, {"activation", "resolution", "stem", "head", "defaults", "stages", "name", "description"},
+               SpaceError, where)
     act = spec.get("activation", "swish")
-    if act not in ("swish", "relu"):
-        raise SpaceError(f"{src}: key 'activation': {act!r} is not one of ['swish', 'relu']")
+    if not isinstance(act, str) or act not in ACTIVATIONS:
+        raise SpaceError(f"{src}: key 'activation': {act!r} is not one of {list(ACTIVATIONS)}")
     res = spec.get("resolution", 224)
-    if not isinstance(res, int) or isinstance(res, bool) or res < 8:
-        raise SpaceError(f"{src}: key 'resolution': {res!r} must be an integer >= 8")
+    if not isinstance(res, int) or isinstance(res, bool) or not 8 <= res <= MAX_RESOLUTION:
+        raise SpaceError(f"{src}: key 'resolution': {res!r} must be an integer in [8, {MAX_RESOLUTION}]")
     stem = spec.get("stem", {}) or {}
     if not isinstance(stem, Mapping):
         raise SpaceError(f"{src}: key 'stem' must be a mapping with channels/kernel/stride")
-    _no_unknown(stem, {"channels", "kernel", "stride"}, src, "stem.")
+    check_keys(stem, {"channels", "kernel", "stride"}, SpaceError, where, "stem.")
     out_stem = {
         "channels": _int_list(stem.get("channels", 32), src, "stem.channels"),
-        "kernel": _scalar_int(stem.get("kernel", 3), src, "stem.kernel", (1, 3, 5, 7)),
-        "stride": _scalar_int(stem.get("stride", 2), src, "stem.stride", (1, 2)),
+        "kernel": _scalar_int(stem.get("kernel", 3), src, "stem.kernel", KERNELS),
+        "stride": _scalar_int(stem.get("stride", 2), src, "stem.stride", STRIDES),
     }
     head = _int_list(spec.get("head", 1280), src, "head")
     defaults = spec.get("defaults", {}) or {}
     if not isinstance(defaults, Mapping):
         raise SpaceError(f"{src}: key 'defaults' must be a mapping")
-    _no_unknown(defaults, set(STAGE_KEYS), src, "defaults.")
+    check_keys(defaults, set(STAGE_KEYS), SpaceError, where, "defaults.")
     stages = spec.get("stages")
     if not isinstance(stages, list) or not stages:
         raise SpaceError(f"{src}: key 'stages' must be a non-empty list of stage mappings")
     out_stages = []
     for i, st in enumerate(stages, 1):
-        where = f"stages[{i - 1}]."
+        prefix = f"stages[{i - 1}]."
         if not isinstance(st, Mapping):
-            raise SpaceError(f"{src}: key '{where[:-1]}' must be a mapping, got {st!r}")
-        _no_unknown(st, set(STAGE_KEYS) | {"stride"}, src, where)
+            raise SpaceError(f"{src}: key '{prefix[:-1]}' must be a mapping, got {st!r}")
+        check_keys(st, set(STAGE_KEYS) | {"stride"}, SpaceError, where, prefix)
         merged = {**defaults, **st}
-        out = {"stride": _scalar_int(merged.get("stride"), src, where + "stride", (1, 2))}
+        out = {"stride": _scalar_int(merged.get("stride"), src, prefix + "stride", STRIDES)}
         for key in STAGE_KEYS:
             if key not in merged:
-                raise SpaceError(f"{src}: key '{where}{key}' is missing (and not in 'defaults')")
+                raise SpaceError(f"{src}: key '{prefix}{key}' is missing (and not in 'defaults')")
             vals = merged[key] if isinstance(merged[key], list) else [merged[key]]
             if not vals:
-                raise SpaceError(f"{src}: key '{where}{key}' must list at least one choice")
+                raise SpaceError(f"{src}: key '{prefix}{key}' must list at least one choice")
             if key in _ALLOWED:
-                bad = [v for v in vals if v not in _ALLOWED[key]]
+                # bool is an int (True == 1 is in KERNELS); it is never a valid choice
+                bad = [v for v in vals if isinstance(v, bool) or v not in _ALLOWED[key]]
                 if bad:
-                    raise SpaceError(f"{src}: key '{where}{key}': {bad} not allowed; allowed: {_ALLOWED[key]}")
+                    raise SpaceError(f"{src}: key '{prefix}{key}': {bad} not allowed; allowed: {_ALLOWED[key]}")
             elif key == "se":
                 if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in vals):
-                    raise SpaceError(f"{src}: key '{where}se': {vals} must be ratios in [0, 1)")
+                    raise SpaceError(f"{src}: key '{prefix}se': {vals} must be ratios in [0, 1)")
                 vals = [float(v) for v in vals]
             else:
-                vals = _int_list(vals, src, where + key)
+                vals = _int_list(vals, src, prefix + key)
             if len(set(vals)) != len(vals):
-                raise SpaceError(f"{src}: key '{where}{key}': {vals} has duplicate choices")
+                raise SpaceError(f"{src}: key '{prefix}{key}': {vals} has duplicate choices")
             out[key] = vals
         out_stages.append(out)
     return {"activation": act, "resolution": res, "stem": out_stem, "head": head, "stages": out_stages}
-
-
-def _no_unknown(d: Mapping[str, Any], allowed: set[str], src: str, prefix: str) -> None:
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        raise SpaceError(f"{src}: unknown key '{prefix}{unknown[0]}'; allowed: {sorted(allowed)}")
 
 
 def _int_list(v: Any, src: str, key: str) -> list[int]:

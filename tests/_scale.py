@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tiny import SPACE_K35 as SPACE
 
 from nas.journal import Journal, load_json
-from tiny import SPACE_K35 as SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"source": "digits", "resolution": 8, "subset": 300}
@@ -25,7 +25,7 @@ def write_config(tmp_path: Path, budget: int, executor: dict[str, Any] | None = 
         "controller": controller or {"name": "ppo", "options": {"batch_size": 2}},
         "objective": {"kind": "flops", "target": "60K"},
         "data": DATA, "train": TRAIN,
-        "search": {"budget": budget, "seed": seed},
+        "search": {"budget": budget, "seed": seed, "reseed_top_k": 0},
         "executor": executor or {"kind": "inline"},
         "out": str(tmp_path / "run"),
     }

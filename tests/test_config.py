@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import SPACE
 
 from nas.config import Config, ConfigError, load_config
 from nas.schema import apply_sets, build
-from tiny import SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = {

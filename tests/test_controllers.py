@@ -151,11 +151,16 @@ def test_never_asked_tells_seed_the_search(name):
     best = {n: c[0] for n, c in decisions}
     for _ in range(8):
         ctl.tell(best, 1.0)
+    assert ctl.num_told == 8
     if name == "evolution":
         # The population is all `best`, so every child is `best` with one decision changed.
         for _ in range(5):
             child = ctl.ask()
             assert sum(child[k] != best[k] for k in best) == 1
+    else:
+        # Random search ignores rewards: its proposals are those of a controller told nothing.
+        fresh = build(name, decisions, **small_options(name))
+        assert [ctl.ask() for _ in range(5)] == [fresh.ask() for _ in range(5)]
 
 
 # ---- evolution specifics -------------------------------------------------------------------
@@ -163,7 +168,7 @@ def test_evolution_ages_out_the_oldest_and_mutates_one_decision():
     decisions, reward = toy_problem(2)
     ctl = build("evolution", decisions, seed=4, population_size=10, sample_size=4)
     told = []
-    for i in range(10):  # warm-up: random asks until P results are in
+    for _ in range(10):  # warm-up: random asks until P results are in
         s = ctl.ask()
         ctl.tell(s, reward(s))
         told.append((s, reward(s)))

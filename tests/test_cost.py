@@ -4,11 +4,11 @@ import random
 import pytest
 import torch
 
+from scaling import apply, official
 from search_space import cost, load_space, reference
 from search_space.model import build_model, count_macs, count_params
-from scaling import official, apply
 
-# REFERENCE.md: exact params (torchvision/timm) and hook-counted MACs at the official resolutions.
+# docs/reference.md: exact params (torchvision/timm) and hook-counted MACs at the official resolutions.
 PARAMS = [5_288_548, 7_794_184, 9_109_994, 12_233_232, 19_341_616, 30_389_784, 43_040_704, 66_347_960]
 HOOK_MACS = [385_814_752, 686_802_832, 993_561_872, 1_827_141_392, 4_393_771_024, 10_266_384_752,
              19_067_593_536, 37_745_884_192]
@@ -73,3 +73,61 @@ def test_non_square_input():
     with torch.device("meta"):
         m = build_model(g)
     assert count_macs(m, (3, 160, 96), device="meta") == cost(g, (160, 96)).macs
+
+
+def _flop_counted_macs(g, res, in_ch, classes):
+    """MACs by torch's own counter: FlopCounterMode counts 2 FLOPs per multiply-add of conv and addmm."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        m = build_model(g, num_classes=classes, in_channels=in_ch).eval()
+        x = torch.zeros(1, in_ch, res, res)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        m(x)
+    flops = counter.get_total_flops()
+    assert flops % 2 == 0
+    return flops // 2
+
+
+@pytest.mark.parametrize("name", ["efficientnet-b0", "mnasnet-a1", "mobilenet-v2"])
+def test_macs_agree_with_torch_flop_counter(name):
+    g = reference(name)
+    assert _flop_counted_macs(g, 224, 3, 1000) == cost(g).macs
+    assert _flop_counted_macs(g, 97, 1, 10) == cost(g, 97, in_channels=1, num_classes=10).macs
+
+
+def test_random_members_macs_agree_with_torch_flop_counter(root):
+    rng = random.Random(5)
+    for n in ("mnas", "cifar", "digits"):
+        space = load_space(root / "configs" / f"space_{n}.yaml")
+        for _ in range(2):
+            g = space.sample(rng)
+            assert _flop_counted_macs(g, space.resolution, 3, 10) == cost(g, num_classes=10).macs, g.to_string()
+
+
+def test_activation_elements_equal_hooked_outputs(root):
+    """activation_elements = output elements of every Conv2d and Linear, counted on the module."""
+    from search_space import activation_elements
+
+    rng = random.Random(9)
+    space = load_space(root / "configs" / "space_cifar.yaml")
+    cases = [(reference("efficientnet-b0"), 64, 1000), (reference("mnasnet-a1"), 33, 10)]
+    cases += [(space.sample(rng), 32, 10) for _ in range(3)]
+    for g, res, classes in cases:
+        with torch.device("meta"):
+            m = build_model(g, num_classes=classes).eval()
+            x = torch.zeros(1, 3, res, res)
+        total = 0
+
+        def hook(mod, inp, out):
+            nonlocal total
+            total += out.numel()
+
+        layers = [x_ for x_ in m.modules() if isinstance(x_, (torch.nn.Conv2d, torch.nn.Linear))]
+        hs = [x_.register_forward_hook(hook) for x_ in layers]
+        with torch.no_grad():
+            m(x)
+        for h in hs:
+            h.remove()
+        assert activation_elements(g, res, classes) == total, g.to_string()

@@ -15,9 +15,8 @@ from nas.evaluate import Evaluator
 from nas.executors import InlineExecutor, Job
 from nas.executors.local import LocalExecutor, plan_workers
 from nas.executors.worker import FAULT_ENV
-from nas.grid import _Sections
 from nas.journal import Journal
-from nas.search import eval_seed
+from nas.results import eval_seed
 from search_space import SearchSpace
 
 
@@ -39,7 +38,7 @@ def test_local_pool_gives_inline_results_and_survives_killed_workers(tmp_path, m
     space = SearchSpace(yaml.safe_load(SPACE))
     genotypes = list(dict.fromkeys(space.sample(i).to_string() for i in range(8)))[:4]
     jobs = [Job(str(i), g, eval_seed(3, g)) for i, g in enumerate(genotypes)]
-    evaluator = Evaluator(_Sections(DataConfig(**DATA), TrainConfig(**TRAIN)))
+    evaluator = Evaluator(DataConfig(**DATA), TrainConfig(**TRAIN))
 
     inline = _run_all(InlineExecutor(evaluator), jobs)
     with LocalExecutor(evaluator, plan_workers([], 2, 1), max_retries=2) as ex:
@@ -115,7 +114,7 @@ def test_resume_with_local_pool_after_driver_sigkill(tmp_path):
 GRID = """
 data: {source: digits, resolution: 8, val_fraction: 0.2}
 train: {steps: 6, batch_size: 64, lr: 0.05, threads: 1, device: cpu}
-scaling: {max_points: 3, divisor: 2, phis: [1]}
+scaling: {max_points: 3, divisor: 2, phis: [1], reseed_top_k: 0}
 executor: {kind: local, workers: 2}
 """
 

@@ -9,7 +9,6 @@ from _scale import DATA, TRAIN, check_journal, write_config
 from nas.config import DataConfig, TrainConfig, load_config
 from nas.evaluate import Evaluator
 from nas.executors.worker import FAULT_ENV
-from nas.grid import _Sections
 from nas.search import run_search
 
 ray = pytest.importorskip("ray")
@@ -40,7 +39,7 @@ def test_ray_search_runs_to_its_budget_on_two_actors(cluster, tmp_path):
     assert all(r["status"] == "ok" and r["accuracy"] > 0 for r in records)
     # A result depends on genotype and seed only, not on the worker that trained it.
     r = records[0]
-    mine = Evaluator(_Sections(DataConfig(**DATA), TrainConfig(**TRAIN))).evaluate(r["genotype"], r["seed"])
+    mine = Evaluator(DataConfig(**DATA), TrainConfig(**TRAIN)).evaluate(r["genotype"], r["seed"])
     assert mine.accuracy == r["accuracy"] and mine.final_loss == r["final_loss"]
     assert ray.is_initialized()  # a cluster the search did not start is left running
 

@@ -74,3 +74,68 @@ def test_build_api_loads_weights(tmp_path):
     assert torch.equal(m(x), m2(x))
     with pytest.raises(FileNotFoundError):
         build(g, weights=tmp_path / "missing.pt")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def _bad_weight_files(tmp_path):
+    import pickle
+
+    good = tmp_path / "good.pt"
+    torch.save(build(reference("mobilenet-v2"), num_classes=3).state_dict(), good)
+    data = good.read_bytes()
+    files = {
+        "pickle.pt": pickle.dumps(_Evil()),
+        "tensor.pt": None,
+        "text.pt": b"hello, these are not weights\n",
+        "empty.pt": b"",
+        "truncated.pt": data[: len(data) // 2],
+    }
+    for name, content in files.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    torch.save({"x": _Evil()}, tmp_path / "pickle-zip.pt")
+    return tmp_path
+
+
+@pytest.mark.parametrize("name,msg", [
+    ("pickle.pt", "refused by torch.load(weights_only=True): it holds Python objects"),
+    ("pickle-zip.pt", "refused by torch.load(weights_only=True): it holds Python objects, not only tensors "
+                      "(Unsupported global: GLOBAL "),
+    ("tensor.pt", "holds a Tensor, not a state dict"),
+    ("text.pt", "not a torch.save file"),
+    ("empty.pt", ": empty"),
+    ("truncated.pt", "truncated or corrupt torch.save file"),
+])
+def test_cli_export_bad_weights_are_one_line(tmp_path, name, msg):
+    _bad_weight_files(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "scaling", "export", "mobilenet-v2", "--weights", str(tmp_path / name),
+                        "--classes", "3", "--format", "torchscript", "--out", str(tmp_path / "m.pt"), "--no-check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert f"weights file {tmp_path / name}: " in r.stderr and msg in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "this must never run" not in r.stdout + r.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_wrong_keys_are_named(tmp_path):
+    from scaling.models import WeightsError
+
+    state = build(reference("mobilenet-v2"), num_classes=3).state_dict()
+    state["extra.weight"] = torch.zeros(1)
+    del state["classifier.bias"]
+    state["classifier.weight"] = torch.zeros(4, 1280)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(WeightsError) as e:
+        build(reference("mobilenet-v2"), num_classes=3, weights=tmp_path / "w.pt")
+    msg = str(e.value)
+    assert "weights do not fit" in msg and "\n" not in msg
+    assert "missing keys [classifier.bias]" in msg and "unexpected keys [extra.weight]" in msg
+    assert "classifier.weight (4, 1280) vs (3, 1280)" in msg
+    torch.save(build(reference("efficientnet-b0"), num_classes=3).state_dict(), tmp_path / "b0.pt")
+    with pytest.raises(WeightsError, match=r"missing keys \[.*\] and \d+ more; unexpected keys \[.*\] and \d+ more"):
+        build(reference("mobilenet-v2"), num_classes=3, weights=tmp_path / "b0.pt")

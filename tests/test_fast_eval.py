@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tiny import evaluator, tiny_config
 from torch import nn
 
 from nas.config import Config, ConfigError, TrainConfig, load_config
-from nas.evaluate import Evaluator
-from nas.fast import FastSession, resolve_evaluator
+from nas.fast import resolve_evaluator
 from nas.fast.augment import BatchMaker, to_device_images
 from nas.fast.plan import make_plan
 from nas.fast.sgd import ForeachSGD
@@ -26,16 +26,12 @@ G = [parse("relu_r8:stem_c8_k3_s1:ir_r1_k3_s2_e3_c12_se0.25:ds_r2_k3_s2_c16:head
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+_evaluator = evaluator
+
+
 def _config(**train) -> Config:
-    cfg = Config()
-    cfg.data.subset = 300
-    cfg.data.resolution = 8
-    t = dict(steps=12, batch_size=32, lr=0.1, threads=1, device="cpu", evaluator="fast", crop_pad=1, flip=True,
-             label_smoothing=0.1, warmup=0.1)
-    t.update(train)
-    for k, v in t.items():
-        setattr(cfg.train, k, v)
-    return cfg
+    return tiny_config(**{"evaluator": "fast", "crop_pad": 1, "flip": True, "label_smoothing": 0.1, "warmup": 0.1,
+                          **train})
 
 
 def test_plan_is_fixed_by_the_seed_and_follows_the_schedule():
@@ -96,13 +92,13 @@ def test_foreach_sgd_matches_torch_sgd():
 
 
 def test_fast_path_on_cpu_is_sane_and_deterministic():
-    ev = Evaluator(_config())
+    ev = _evaluator(_config())
     assert ev.kind == "fast"
     a = ev.evaluate_many(G, [1, 2, 3])
     assert [r.status for r in a] == ["ok"] * 3
     assert all(0.0 <= r.accuracy <= 1.0 and r.steps == 12 and r.device == "cpu" for r in a)
     assert all(r.final_loss is not None and np.isfinite(r.final_loss) for r in a)
-    b = Evaluator(_config(concurrent=1)).evaluate_many(G, [1, 2, 3])  # interleaving does not change a candidate
+    b = _evaluator(_config(concurrent=1)).evaluate_many(G, [1, 2, 3])  # interleaving does not change a candidate
     assert [r.final_loss for r in a] == [r.final_loss for r in b] and [r.accuracy for r in a] == [r.accuracy for r in b]
     one = ev.evaluate(G[1], 2)
     assert one.final_loss == a[1].final_loss and one.accuracy == a[1].accuracy
@@ -113,8 +109,8 @@ def test_fast_path_learns_as_well_as_the_standard_one():
     cfg = dict(steps=None, epochs=2, batch_size=32, lr=0.1, crop_pad=0, flip=False)
     fast_cfg, std_cfg = _config(**cfg), _config(evaluator="standard", **cfg)
     fast_cfg.data.subset = std_cfg.data.subset = None  # all 1,797 digits: ~90 steps each
-    fast = Evaluator(fast_cfg).evaluate_many(G[:2], [1, 2])
-    std = Evaluator(std_cfg).evaluate_many(G[:2], [1, 2])
+    fast = _evaluator(fast_cfg).evaluate_many(G[:2], [1, 2])
+    std = _evaluator(std_cfg).evaluate_many(G[:2], [1, 2])
     assert all(r.ok for r in fast + std)
     mean_fast = sum(r.accuracy for r in fast) / 2
     mean_std = sum(r.accuracy for r in std) / 2
@@ -122,7 +118,7 @@ def test_fast_path_learns_as_well_as_the_standard_one():
 
 
 def test_failures_become_statuses_and_the_rest_goes_on(monkeypatch):
-    res = Evaluator(_config(lr=1e12, label_smoothing=0.0, warmup=0.0)).evaluate_many(G[:1], [1])
+    res = _evaluator(_config(lr=1e12, label_smoothing=0.0, warmup=0.0)).evaluate_many(G[:1], [1])
     assert res[0].status == "diverged" and res[0].accuracy == 0.0
     import nas.fast.session as session_mod
 
@@ -134,7 +130,7 @@ def test_failures_become_statuses_and_the_rest_goes_on(monkeypatch):
         return real(g, **kw)
 
     monkeypatch.setattr(session_mod, "build_model", flaky)
-    res = Evaluator(_config()).evaluate_many(G, [1, 2, 3])
+    res = _evaluator(_config()).evaluate_many(G, [1, 2, 3])
     assert [r.status for r in res] == ["ok", "error", "ok"] and "boom" in res[1].reason
 
 
@@ -146,7 +142,7 @@ def test_auto_picks_standard_on_cpu_and_fast_on_cuda():
     assert resolve_evaluator(TrainConfig(optimizer="adamw"), torch.device("cuda")) == "standard"
     assert resolve_evaluator(TrainConfig(evaluator="fast"), torch.device("cpu")) == "fast"
     assert resolve_evaluator(TrainConfig(evaluator="standard"), torch.device("cuda")) == "standard"
-    ev = Evaluator(_config(evaluator="auto"))
+    ev = _evaluator(_config(evaluator="auto"))
     assert ev.kind == "standard"
     ev.evaluate(G[0], 1)
     assert ev._fast == {}  # the fast path was not touched
@@ -169,11 +165,11 @@ def test_config_keys_are_validated(tmp_path):
 @cuda
 def test_graph_replay_matches_eager_steps_on_cuda():
     cfg = _config(device="cuda", amp=False, concurrent=2)
-    ev = Evaluator(cfg)
+    ev = _evaluator(cfg)
     graphed = ev.evaluate_many(G, [1, 2, 3])
     session = next(iter(ev._fast.values()))
     assert session.stats["captured"] == 3 and not session.stats["capture_failures"]
-    eager = Evaluator(_config(device="cuda", amp=False, cuda_graphs=False)).evaluate_many(G, [1, 2, 3])
+    eager = _evaluator(_config(device="cuda", amp=False, cuda_graphs=False)).evaluate_many(G, [1, 2, 3])
     for a, b in zip(graphed, eager):
         assert a.ok and b.ok
         assert a.final_loss == pytest.approx(b.final_loss, rel=2e-2)
@@ -182,7 +178,7 @@ def test_graph_replay_matches_eager_steps_on_cuda():
 @cuda
 def test_many_candidates_at_once_on_cuda_in_bf16():
     gs = G * 3
-    res = Evaluator(_config(device="cuda", concurrent=4, steps=30)).evaluate_many(gs, list(range(9)))
+    res = _evaluator(_config(device="cuda", concurrent=4, steps=30)).evaluate_many(gs, list(range(9)))
     assert all(r.ok and 0.0 <= r.accuracy <= 1.0 and r.device.startswith("cuda") for r in res)
 
 

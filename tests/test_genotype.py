@@ -1,3 +1,4 @@
+import dataclasses
 import random
 
 import pytest
@@ -66,7 +67,7 @@ def test_yaml_errors_name_the_key():
 
 def test_genotype_is_immutable_and_hashable():
     g = reference("efficientnet-b0")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         g.head = 10  # type: ignore[misc]
     assert len({g, reference("efficientnet-b0"), reference("mnasnet-a1")}) == 2
 
@@ -82,3 +83,90 @@ def test_load_genotype_sources(tmp_path):
         load_genotype(str(tmp_path / "missing.yaml"))
     with pytest.raises(GenotypeError, match="neither"):
         load_genotype("efficientnet-b9")
+
+
+# ---- one validation for every part (issue 10.6) ------------------------------------------------
+B0 = reference("efficientnet-b0").to_string()
+
+
+@pytest.mark.parametrize("old,new,msg", [
+    ("stem_c32_", "stem_c-3_", "stem: channels -3 is not allowed; allowed: an integer >= 1"),
+    ("stem_c32_k3", "stem_c32_k4", "stem: kernel 4 is not allowed; allowed: one of [1, 3, 5, 7]"),
+    ("stem_c32_k3_s2", "stem_c32_k3_s3", "stem: stride 3 is not allowed; allowed: one of [1, 2]"),
+    ("stem_c32_", "stem_c8.7_", "stem: channels 8.7 is not allowed"),
+    ("stem_c32_", "stem_ctrue_", "stem: channels 'true' is not allowed"),
+    ("head_c1280", "head_c0", "head: channels 0 is not allowed"),
+    ("swish_r224", "swish_r100000", "genotype: resolution 100000 is not allowed; allowed: an integer in [1, 4096]"),
+    ("swish_r224", "gelu_r224", "genotype: activation 'gelu' is not allowed; allowed: one of ['swish', 'relu']"),
+    ("ir_r1_k3_s1_e1_c16_se0.25", "ir_r1_k3_s1_e1_c16.5_se0.25",
+     "stages[0] 'ir_r1_k3_s1_e1_c16.5_se0.25': channels 16.5 is not allowed"),
+    ("ir_r2_k3_s2_e6_c24_se0.25", "ir_r2_k3_s2_e6_c24_se1.5", "stages[1] 'ir_r2_k3_s2_e6_c24_se1.5': se 1.5"),
+])
+def test_string_fields_are_validated(old, new, msg):
+    with pytest.raises(GenotypeError) as e:
+        parse(B0.replace(old, new, 1))
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("path,value,msg", [
+    (("stem", "channels"), 8.7, "stem: channels 8.7 is not allowed"),
+    (("stem", "channels"), True, "stem: channels True is not allowed"),
+    (("stem", "channels"), "8", "stem: channels '8' is not allowed"),
+    (("stem", "kernel"), 4, "stem: kernel 4 is not allowed; allowed: one of [1, 3, 5, 7]"),
+    (("stem", "stride"), 3, "stem: stride 3 is not allowed"),
+    (("stages", 0, "channels"), True, "stages[0]: channels True is not allowed"),
+    (("stages", 3, "layers"), 2.5, "stages[3]: layers 2.5 is not allowed"),
+    (("stages", 2, "kernel"), True, "stages[2]: kernel True is not allowed"),  # True == 1 is a kernel
+    (("stages", 1, "se"), False, "stages[1]: se False is not allowed; allowed: a ratio in [0, 1)"),
+    (("head",), True, "head: channels True is not allowed"),
+    (("resolution",), 224.5, "genotype: resolution 224.5 is not allowed"),
+    (("resolution",), 5000, "allowed: an integer in [1, 4096]"),
+    (("activation",), 1, "genotype: activation 1 is not allowed"),
+])
+def test_mapping_fields_are_validated_bools_and_fractions_are_not_ints(path, value, msg):
+    d = reference("efficientnet-b0").to_dict()
+    target = d
+    for k in path[:-1]:
+        target = target[k]
+    target[path[-1]] = value
+    with pytest.raises(GenotypeError) as e:
+        Genotype.from_dict(d)
+    assert msg in str(e.value)
+
+
+def test_integral_floats_are_read_as_ints():
+    d = reference("efficientnet-b0").to_dict()
+    d["stem"]["channels"] = 32.0
+    d["stages"][0]["layers"] = 1.0
+    g = Genotype.from_dict(d)
+    assert g == reference("efficientnet-b0") and type(g.stem.channels) is int and type(g.stages[0].layers) is int
+
+
+def test_direct_construction_is_validated_the_same_way():
+    from search_space import Stage, Stem
+
+    with pytest.raises(GenotypeError, match=r"^stem: kernel 4 is not allowed"):
+        Stem(32, 4, 2)
+    with pytest.raises(GenotypeError, match=r"^stem: channels True"):
+        Stem(channels=True)
+    with pytest.raises(GenotypeError, match=r"^stage: stride 3"):
+        Stage("ir", 3, 6, 0.25, "identity", 24, 2, 3)
+    with pytest.raises(GenotypeError, match=r"^stage: expansion 6 is not allowed; allowed: 1"):
+        Stage("ds", 3, 6, 0.0, "identity", 24, 1, 1)
+    g = reference("efficientnet-b0")
+    with pytest.raises(GenotypeError, match="resolution 100000"):
+        g.replace(resolution=100000)
+    with pytest.raises(GenotypeError, match=r"stages\[0\]: type 'dict'"):
+        g.replace(stages=(g.stages[0].__dict__,))
+    with pytest.raises(GenotypeError, match="stages"):
+        g.replace(stages=())
+    assert Stem(32.0, 3, 2) == Stem(32, 3, 2)
+
+
+def test_yaml_with_a_bad_stem_is_an_error(tmp_path):
+    text = reference("mnasnet-a1").to_yaml().replace("kernel: 3, stride: 2}", "kernel: 3, stride: 3}", 1)
+    assert "stride: 3}" in text
+    p = tmp_path / "g.yaml"
+    p.write_text(text)
+    with pytest.raises(GenotypeError, match=r"stride 3 is not allowed"):
+        load_genotype(str(p))

@@ -8,7 +8,7 @@ import yaml
 
 from nas.grid import ScalingConfig, grid_points, load_grid_config, run_grid
 from nas.schema import ConfigError
-from scaling.grid import GridPoint, choose, enumerate_grid, spread
+from scaling.grid import PAPER_POINT, GridPoint, choose, enumerate_grid, spread
 from search_space import Genotype, parse
 
 BASE = parse("relu_r8:stem_c8_k3_s1:ds_r1_k3_s1_c8:ir_r1_k3_s2_e3_c16_se0.25:ir_r2_k3_s1_e3_c16:head_c32")
@@ -16,7 +16,7 @@ BASE = parse("relu_r8:stem_c8_k3_s1:ds_r1_k3_s1_c8:ir_r1_k3_s2_e3_c16_se0.25:ir_
 CONFIG = """
 data: {source: digits, resolution: 8, val_fraction: 0.2}
 train: {steps: 6, batch_size: 64, lr: 0.05, threads: 1}
-scaling: {step: 0.05, tolerance: 0.1, max_points: 2, divisor: 2, phis: [1, 2, 3]}
+scaling: {step: 0.05, tolerance: 0.1, max_points: 2, divisor: 2, phis: [1, 2, 3], reseed_top_k: 0}
 """
 
 
@@ -46,9 +46,10 @@ def test_grid_runs_resumes_and_feeds_emit(tmp_path, monkeypatch):
     out = tmp_path / "run"
     s = run_grid(BASE, cfg.data, cfg.train, cfg.scaling, out, progress=False)
     assert len(s.records) == 2 and s.baseline["kind"] == "baseline"
-    for r in s.records:
-        assert abs(r["alpha"] * r["beta"] ** 2 * r["gamma"] ** 2 - 2) <= 0.1 + 1e-9
+    for r in s.records:  # the default rule holds the counted MACs, not the formula, to 2x
         assert r["macs_ratio"] == pytest.approx(r["macs"] / s.baseline["macs"], rel=1e-5)
+        assert abs(r["macs_ratio"] - 2) <= 0.1 + 1e-6
+        assert r["product"] == pytest.approx(r["alpha"] * r["beta"] ** 2 * r["gamma"] ** 2, abs=1e-5)
         assert r["status"] == "ok" and 0.0 <= r["accuracy"] <= 1.0
     for f in ("journal.jsonl", "coefficients.yaml", "grid.md", "grid.json"):
         assert (out / f).is_file()
@@ -105,6 +106,59 @@ def test_grid_config_errors(tmp_path):
 
 
 def test_grid_cli_errors_are_one_line(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "scaling", "grid", "efficientnet-b0", "--config",
+    r = subprocess.run([sys.executable, "-m", "nas.grid", "efficientnet-b0", "--config",
                         str(tmp_path / "missing.yaml")], capture_output=True, text=True)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, "-m", "nas.grid", "no-such-net", "--config", str(tmp_path / "x.yaml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "no-such-net" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_measured_rule_keeps_points_whose_counted_macs_double_and_formula_rule_does_not():
+    from nas.grid import measured_ratio
+    from search_space import cost
+
+    b0 = parse("swish_r32:stem_c16_k3_s1:ir_r1_k3_s1_e1_c8_se0.25:ir_r2_k3_s2_e6_c16_se0.25:"
+               "ir_r2_k5_s2_e6_c24_se0.25:ir_r3_k3_s2_e6_c40_se0.25:head_c320")
+    base = cost(b0, num_classes=10).macs
+    formula = grid_points(ScalingConfig(rule="formula", divisor=8), b0, num_classes=10)
+    ratios = [measured_ratio(b0, p, 8, base, 10) for p in formula]
+    assert max(abs(r - 2) for r in ratios) > 0.1  # rounding pushes some "2x" points well off 2x
+    measured = grid_points(ScalingConfig(rule="measured", divisor=8), b0, num_classes=10)
+    assert measured and all(abs(measured_ratio(b0, p, 8, base, 10) - 2) <= 0.1 + 1e-9 for p in measured)
+    assert set(measured) != set(formula)
+    paper = measured_ratio(b0, PAPER_POINT, 8, base, 10)
+    assert (PAPER_POINT in measured) == (abs(paper - 2) <= 0.1)  # the paper's point only where it qualifies
+    capped = grid_points(ScalingConfig(rule="measured", divisor=8, max_points=3), b0, num_classes=10)
+    assert len(capped) == 3 and set(capped) <= set(measured)
+
+
+def test_measured_rule_with_no_qualifying_point_is_a_config_error(tmp_path):
+    cfg = load_grid_config(_write(tmp_path, CONFIG.replace("tolerance: 0.1", "tolerance: 0.0")))
+    with pytest.raises(ConfigError, match="measured MACs.*scaling.rule: formula"):
+        run_grid(BASE, cfg.data, cfg.train, cfg.scaling, tmp_path / "run", progress=False)
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "grid.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_grid_reseeds_its_best_points_and_chooses_by_the_mean(tmp_path):
+    cfg = load_grid_config(_write(tmp_path, CONFIG.replace("reseed_top_k: 0", "reseed_top_k: 1, reseeds: 2")))
+    out = tmp_path / "run"
+    s = run_grid(BASE, cfg.data, cfg.train, cfg.scaling, out, progress=False)
+    lines = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()]
+    reseeds = [r for r in lines if r["kind"] == "reseed"]
+    first = {r["key"]: r for r in lines if r["kind"] == "point"}
+    assert len(reseeds) == 2 and len({r["seed"] for r in reseeds}) == 2
+    top = max(first.values(), key=lambda r: (r["accuracy"], -r["macs"]))
+    assert {r["point"] for r in reseeds} == {top["key"]} and all(r["seed"] != cfg.scaling.seed for r in reseeds)
+    mean = (top["accuracy"] + sum(r["accuracy"] for r in reseeds)) / 3
+    rec = next(r for r in s.records if r["key"] == top["key"])
+    assert rec["accuracy"] == pytest.approx(mean) and rec["seeds"] == 3
+    assert "Re-evaluated with 3 seeds each" in (out / "grid.md").read_text()
+    again = run_grid(BASE, cfg.data, cfg.train, cfg.scaling, out, resume=True, progress=False)
+    assert len((out / "journal.jsonl").read_text().splitlines()) == len(lines) and again.best == s.best

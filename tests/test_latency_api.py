@@ -83,12 +83,17 @@ def test_load_predictor_builds_and_resumes(tmp_path: Path) -> None:
     assert predict2(sp.sample(0)) == pytest.approx(values[0])
 
 
-def test_measure_missing_on_the_fly(tmp_path: Path) -> None:
+def _built(tmp_path: Path) -> tuple[Path, Path]:
+    """The tiny space's file and its table, measured here (tmp_path/lut.json)."""
     pytest.importorskip("ai_edge_litert")
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE)
     load_predictor(None, str(space), 16, cache_dir=tmp_path, num_classes=10)
-    lut = tmp_path / "lut.json"
+    return space, tmp_path / "lut.json"
+
+
+def test_measure_missing_on_the_fly(tmp_path: Path) -> None:
+    space, lut = _built(tmp_path)
     sp = load_space(space)
     g = sp.sample(3)
     doc = json.loads(lut.read_text())
@@ -112,3 +117,116 @@ def test_digits_space_builds_on_the_fly_quickly(tmp_path: Path) -> None:
     sp = load_space("configs/space_digits.yaml")
     assert all(predict(sp.sample(i)) > 0 for i in range(20))
     assert len(LatencyTable.load(tmp_path / "lut.json")) == 584
+
+
+OTHER_SPACE = """\
+activation: relu
+resolution: 16
+stem: {channels: 8, kernel: 3, stride: 2}
+head: 32
+defaults: {op: [mbconv3], kernel: [3], se: [0.0], skip: [identity]}
+stages:
+  - {stride: 1, channels: [8], layers: [1]}
+"""
+
+
+def _fake_table(space: object, path: Path, num_classes: int = 10, in_channels: int = 1) -> Path:
+    from latency.keys import space_specs
+
+    t = LatencyTable(meta={"resolution": 16, "num_classes": num_classes, "in_channels": in_channels})
+    for i, s in enumerate(space_specs(load_space(space), 16, num_classes, in_channels)):
+        t.set(s.key, {"median_ms": 0.001 if s.key == "invoke" else 0.01 + 0.001 * (i % 5), "count": 1})
+    return t.save(path)
+
+
+def test_table_of_another_space_is_refused_before_any_work(tmp_path: Path) -> None:
+    other = tmp_path / "other.yaml"
+    other.write_text(OTHER_SPACE)
+    lut = _fake_table(other, tmp_path / "lut.json")  # same resolution, classes and channels as digits
+    digits = load_space("configs/space_digits.yaml")
+    n_missing = len(LatencyTable.load(lut).uncovered(digits, 16, 10, 1))
+    assert n_missing > 500
+    with pytest.raises(LatencyTableError, match=rf"lacks {n_missing} of the blocks .* e\.g\. 'stem-in16x16x1-"):
+        load_predictor(str(lut), digits, 16, cache_dir=None, num_classes=10, in_channels=1)
+
+    from nas.search import main
+
+    run = tmp_path / "run"
+    assert main(["configs/mnas.yaml", "--set", f"objective.lut={lut}", "--out", str(run), "--no-progress"]) == 2
+    assert not run.exists()  # refused in the checks: no run folder, nothing trained
+
+
+def test_table_for_one_channel_data_times_a_one_channel_stem(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ai_edge_litert")
+    import latency.emit as emit
+    from latency.measure import Runner
+
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE)
+    seen: list[int] = []
+    real = emit.genotype_tflite
+
+    def spy(*args, **kw):  # the calibration networks must take the table's input too
+        seen.append(kw.get("in_channels", 3))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(emit, "genotype_tflite", spy)
+    predict = load_predictor(None, str(space), 16, cache_dir=tmp_path, num_classes=10, in_channels=1)
+    t = LatencyTable.load(tmp_path / "lut.json")
+    assert t.in_channels == 1 and [k for k in t.entries if k.startswith("stem-")] == ["stem-in16x16x1-out8-k3-s1-swish"]
+    assert seen and set(seen) == {1}
+    assert predict(load_space(space).sample(0)) > 0
+    model = real(load_space(space).sample(0), 16, 10, in_channels=1)
+    assert tuple(Runner(model).interpreter.get_input_details()[0]["shape"]) == (1, 16, 16, 1)
+
+
+def test_measure_missing_fills_the_space_up_front(tmp_path: Path) -> None:
+    space, lut = _built(tmp_path)
+    doc = json.loads(lut.read_text())
+    gone = sorted(k for k in doc["entries"] if k.startswith(("ir-", "cn-")))[:3]
+    for k in gone:
+        del doc["entries"][k]
+    lut.write_text(json.dumps(doc))
+    with pytest.raises(LatencyTableError, match="lacks 3 of the blocks"):
+        load_predictor(str(lut), str(space), 16, cache_dir=None, num_classes=10)
+    load_predictor(str(lut), str(space), 16, cache_dir=None, num_classes=10, measure_missing=True)
+    assert set(gone) <= set(json.loads(lut.read_text())["entries"])  # measured and saved before any prediction
+
+
+def test_latency_knows_the_shapes_of_the_search_data_sources(tmp_path: Path) -> None:
+    """latency may not import nas, so it keeps the sources' shapes itself; they must agree."""
+    import numpy as np
+
+    from latency.build import DATA_SHAPES, DEFAULT_DATA_SOURCE
+    from nas.config import DataConfig
+    from nas.data import digits_source
+    from nas.data.cifar import load_npz
+    from nas.data.imagefolder import FolderSource
+
+    assert DataConfig().source == DEFAULT_DATA_SOURCE
+    d = digits_source()
+    assert DATA_SHAPES["digits"] == (d.channels, d.num_classes) == (1, 10)
+    npz = tmp_path / "c.npz"
+    np.savez(npz, x_train=np.zeros((10, 32, 32, 3), np.uint8), y_train=np.arange(10))
+    c = load_npz(npz)
+    assert DATA_SHAPES["cifar10"] == (c.channels, c.num_classes)
+    assert DATA_SHAPES["imagefolder"] == (FolderSource((), np.zeros(0, np.int64), ()).channels, None)
+
+
+def test_measure_missing_without_litert_is_a_one_line_search_error(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import latency.build
+    from nas.reward import ObjectiveUnavailable, latency_predictor
+
+    other = tmp_path / "other.yaml"
+    other.write_text(OTHER_SPACE)
+    lut = _fake_table(other, tmp_path / "lut.json")
+
+    def no_runtime(*a, **kw):
+        raise latency.RuntimeMissingError("measuring latency needs the LiteRT runtime; pip install ai-edge-litert")
+
+    monkeypatch.setattr(latency.build, "measure_specs", no_runtime)
+    with pytest.raises(ObjectiveUnavailable, match="not available: measuring latency needs the LiteRT runtime"):
+        latency_predictor(lut, "configs/space_digits.yaml", 16, None, num_classes=10, in_channels=1,
+                          measure_missing=True)

@@ -57,7 +57,7 @@ def test_parse_benchmark_log() -> None:
     assert r.init_us == 2861 and r.count == 50 and r.std_us == 80 and r.min_us == 5890 and r.threads == 1
     e = r.entry()
     assert e["median_ms"] == pytest.approx(5.9812) and e["count"] == 50 and e["std_ms"] == pytest.approx(0.08)
-    # The one-line form of REFERENCE.md alone is enough.
+    # The one-line form docs/reference.md quotes is enough.
     only = parse_benchmark_log("Inference timings in us: Init: 2861, First inference: 11620, "
                                "Warmup (avg): 6107.67, Inference (avg): 5981.2")
     assert only is not None and only.entry()["median_ms"] == pytest.approx(5.9812)
@@ -166,7 +166,7 @@ def test_run_probes_adb_then_cli_ingest(kit: Path, fake_tools: Path, tmp_path: P
 
 def test_ingest_plain_logs_with_flags(tmp_path: Path) -> None:
     keys = [StemSpec(32, 32, 3, 16, 3, 2, "relu").key,
-            BlockSpec("ir", 16, 16, 16, 24, 3, 2, 6, 0.0, False, "relu").key, "invoke", "notes"]
+            BlockSpec(16, 16, 16, 24, 3, 2, "ir", 6, 0.0, False, "relu").key, "invoke", "notes"]
     for k in keys:
         (tmp_path / f"{k}.log").write_text(LOG.format(graph=k, avg=_fake_us(k)))
     failed = HeadSpec(4, 4, 16, 32, 10, "relu").key
@@ -213,9 +213,9 @@ def test_import_proxylessnas_table(tmp_path: Path) -> None:
     table, rep = import_ofa(load_ofa_yaml(f))
     assert rep.mapped == 5 and sum(rep.skipped.values()) == 1  # idskip on a stride-2 block
     assert table.median(StemSpec(224, 224, 3, 32, 3, 2, "relu").key) == 4.349
-    assert table.median(BlockSpec("ir", 112, 112, 32, 16, 3, 1, 1, 0.0, False, "relu").key) == 3.1
-    assert table.median(BlockSpec("ir", 112, 112, 16, 24, 5, 2, 6, 0.0, False, "relu").key) == 5.5
-    assert table.median(BlockSpec("ir", 56, 56, 24, 24, 3, 1, 3, 0.0, True, "relu").key) == 2.0
+    assert table.median(BlockSpec(112, 112, 32, 16, 3, 1, "ir", 1, 0.0, False, "relu").key) == 3.1
+    assert table.median(BlockSpec(112, 112, 16, 24, 5, 2, "ir", 6, 0.0, False, "relu").key) == 5.5
+    assert table.median(BlockSpec(56, 56, 24, 24, 3, 1, "ir", 3, 0.0, True, "relu").key) == 2.0
     head = table.entries[HeadSpec(7, 7, 320, 1280, 1000, "relu").key]
     assert head["median_ms"] == pytest.approx(2.0) and head["count"] == 40
     assert table.resolution == 224 and table.overhead_ms == 0.0
@@ -235,8 +235,8 @@ def test_import_mobilenetv3_table(tmp_path: Path, capsys: pytest.CaptureFixture[
     text = capsys.readouterr().out
     assert "mapped 2 entries, skipped 7" in text
     t = LatencyTable.load(out)
-    assert t.median(BlockSpec("ir", 56, 56, 32, 32, 5, 1, 6, 0.0, True, "relu").key) == 3.0
-    assert t.median(BlockSpec("ir", 56, 56, 32, 40, 3, 2, 3, 0.25, False, "relu").key) == 1.0
+    assert t.median(BlockSpec(56, 56, 32, 32, 5, 1, "ir", 6, 0.0, True, "relu").key) == 3.0
+    assert t.median(BlockSpec(56, 56, 32, 40, 3, 2, "ir", 3, 0.25, False, "relu").key) == 1.0
     assert t.resolution == 224
     assert main(["import-ofa", str(tmp_path / "none.yaml"), "--out", str(out)]) == 2
 
@@ -246,3 +246,42 @@ def test_calibration_networks_use_table_keys(kit: Path) -> None:
     probe_keys = {p["key"] for p in m["probes"]}
     for n in m["networks"]:
         assert set(genotype_keys(parse(n["genotype"]), 16, 10)) <= probe_keys
+
+
+def test_ingest_of_logs_without_results_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.__main__ import main
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for k in (StemSpec(16, 16, 1, 8, 3, 2, "relu").key, "invoke"):
+        (logs / f"{k}.log").write_text("ERROR: Could not allocate tensors\n")
+    (logs / "notes.log").write_text(LOG.format(graph="notes", avg=5.0))
+    with pytest.raises(LatencyTableError, match=r"no benchmark results in 3 log\(s\) \(2 logs without timings"):
+        ingest([logs])
+    out = tmp_path / "lut.json"
+    assert main(["ingest", str(logs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no benchmark results") and err.count("\n") == 1
+    assert not out.exists()  # no 0-entry table
+
+
+def test_ingest_takes_input_channels_from_the_stem(tmp_path: Path) -> None:
+    for k in (StemSpec(16, 16, 1, 8, 3, 2, "relu").key, "invoke"):
+        (tmp_path / f"{k}.log").write_text(LOG.format(graph=k, avg=_fake_us(k)))
+    table, _ = ingest([tmp_path])
+    assert (table.in_channels, table.resolution) == (1, 16)
+
+
+def test_export_probes_of_a_search_config_uses_its_data_shape(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert")
+    from latency.__main__ import main
+
+    (tmp_path / "space.yaml").write_text(TINY_SPACE)
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text("space: space.yaml\ndata: {source: digits}\n")
+    out = tmp_path / "kit"
+    assert main(["export-probes", str(cfg), "--out", str(out), "--calibration-networks", "1", "--quiet"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["in_channels"], m["num_classes"]) == (1, 10)
+    assert [p["key"] for p in m["probes"] if p["kind"] == "stem"] == ["stem-in16x16x1-out8-k3-s2-relu"]
+    assert any(p["key"].endswith("-cls10-relu") for p in m["probes"] if p["kind"] == "head")

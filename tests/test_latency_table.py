@@ -9,8 +9,16 @@ from pathlib import Path
 import pytest
 
 from latency import LatencyTable, LatencyTableError
-from latency.keys import (INVOKE_KEY, BlockSpec, HeadSpec, StemSpec, genotype_keys, genotype_specs, parse_key,
-                          space_specs)
+from latency.keys import (
+    INVOKE_KEY,
+    BlockSpec,
+    HeadSpec,
+    StemSpec,
+    genotype_keys,
+    genotype_specs,
+    parse_key,
+    space_specs,
+)
 from search_space.space import load_space
 
 TINY_SPACE = """\
@@ -33,11 +41,13 @@ def tiny_space(tmp_path: Path) -> Path:
     return p
 
 
-def fake_table(space_path: str, resolution: int | None = None, num_classes: int = 1000) -> LatencyTable:
+def fake_table(space_path: str | Path, resolution: int | None = None, num_classes: int = 1000,
+               in_channels: int = 3) -> LatencyTable:
     """A table with a made-up entry for every key of a space (no runtime needed)."""
     sp = load_space(space_path)
-    t = LatencyTable(meta={"resolution": resolution or sp.resolution, "num_classes": num_classes})
-    for i, s in enumerate(space_specs(sp, resolution, num_classes)):
+    t = LatencyTable(meta={"resolution": resolution or sp.resolution, "num_classes": num_classes,
+                           "in_channels": in_channels})
+    for i, s in enumerate(space_specs(sp, resolution, num_classes, in_channels)):
         t.set(s.key, {"median_ms": 0.01 if s.key == INVOKE_KEY else 0.1 + (i % 7) * 0.05, "count": 5})
     return t
 
@@ -45,8 +55,8 @@ def fake_table(space_path: str, resolution: int | None = None, num_classes: int 
 # ---- keys ----------------------------------------------------------------------------------------
 def test_keys_round_trip_and_are_file_name_safe() -> None:
     specs = [StemSpec(224, 224, 3, 32, 3, 2, "swish"),
-             BlockSpec("ir", 112, 112, 32, 16, 3, 1, 6, 0.25, False, "swish"),
-             BlockSpec("cn", 7, 7, 160, 160, 5, 1, 1, 0.0, True, "relu"),
+             BlockSpec(112, 112, 32, 16, 3, 1, "ir", 6, 0.25, False, "swish"),
+             BlockSpec(7, 7, 160, 160, 5, 1, "cn", 1, 0.0, True, "relu"),
              HeadSpec(7, 7, 320, 1280, 1000, "relu")]
     for s in specs:
         assert parse_key(s.key) == s
@@ -236,3 +246,180 @@ def test_cli_build_and_validate(tmp_path: Path, tiny_space: Path, capsys: pytest
     assert "RMSE" in text and "within +-10%" in text and "nn-Meter" in text
     rep = json.loads((tmp_path / "v.json").read_text())
     assert len(rep["rows"]) == 3 and rep["calibrated"]["rmse_ms"] >= 0
+
+
+# ---- every number of a table is checked when it is loaded ---------------------------------------------
+def _good_doc() -> dict:
+    t = fake_table("configs/space_digits.yaml", num_classes=10, in_channels=1)
+    t.meta.update({"measurement": {"statistic": "p10", "threads": 1, "runs": 5, "passes": 2},
+                   "drift": {"baseline_ms": 8.0}, "device": {"threads": 1, "cores": 2},
+                   "calibration": {"scale": 1.05, "networks": [{"genotype": "g", "measured_ms": 1.0, "sum_ms": 0.9}]}})
+    for e in t.entries.values():
+        e.update(p10_ms=e["median_ms"] * 0.9, min_ms=e["median_ms"] * 0.8, iqr_ms=0.0, std_ms=0.0, ref_ms=8.0,
+                 passes=[{"p10_ms": e["median_ms"], "median_ms": e["median_ms"], "ref_ms": 8.0}])
+    return t.to_dict()
+
+
+BLOCK = "ds-in16x16x8-out16-k3-s2-e1-se0-res0-relu"
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("path,value,named", [
+    (("entries", BLOCK, "p10_ms"), -0.5, "'p10_ms'"),
+    (("entries", BLOCK, "p10_ms"), 0.0, "'p10_ms'"),
+    (("entries", BLOCK, "p10_ms"), NAN, "'p10_ms'"),
+    (("entries", BLOCK, "p10_ms"), 1e308, "'p10_ms'"),
+    (("entries", BLOCK, "p10_ms"), "fast", "'p10_ms'"),
+    (("entries", BLOCK, "median_ms"), INF, "'median_ms'"),
+    (("entries", BLOCK, "min_ms"), -1e-3, "'min_ms'"),
+    (("entries", BLOCK, "std_ms"), -1.0, "'std_ms'"),
+    (("entries", BLOCK, "iqr_ms"), NAN, "'iqr_ms'"),
+    (("entries", BLOCK, "ref_ms"), 1e-300, "'ref_ms'"),
+    (("entries", BLOCK, "ref_ms"), 0.001, "drift.baseline_ms"),  # a drift factor of 8000: absurd
+    (("entries", BLOCK, "count"), -1, "'count'"),
+    (("entries", BLOCK, "count"), 2.5, "'count'"),
+    (("entries", BLOCK, "passes", 0, "ref_ms"), NAN, "passes[0]"),
+    (("entries", "invoke", "p10_ms"), 50.0, "'invoke'"),  # overhead above the typical entry: negative sums
+    (("calibration", "scale"), NAN, "calibration.scale"),
+    (("calibration", "scale"), 0.0, "calibration.scale"),
+    (("calibration", "scale"), -1.0, "calibration.scale"),
+    (("calibration", "scale"), 1e308, "calibration.scale"),
+    (("calibration", "networks", 0, "sum_ms"), -0.9, "calibration network 0"),
+    (("drift", "baseline_ms"), 0.0, "drift.baseline_ms"),
+    (("resolution",), 0, "'resolution'"),
+    (("resolution",), 100000, "'resolution'"),
+    (("num_classes",), 0, "'num_classes'"),
+    (("in_channels",), -1, "'in_channels'"),
+    (("measurement", "statistic"), "p99", "measurement.statistic"),
+    (("measurement", "runs"), 0, "measurement.runs"),
+    (("device", "threads"), True, "device.threads"),
+])
+def test_load_refuses_any_bad_number_naming_file_field_and_value(tmp_path: Path, path: tuple, value: object,
+                                                                 named: str) -> None:
+    doc = _good_doc()
+    LatencyTable.from_dict(doc)  # the unmodified document is fine
+    node = doc
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    f = tmp_path / "lut.json"
+    f.write_text(json.dumps(doc))
+    with pytest.raises(LatencyTableError) as e:
+        LatencyTable.load(f)
+    msg = str(e.value)
+    assert str(f) in msg and named in msg and repr(value) in msg and "\n" not in msg, msg
+    if path[0] == "entries":
+        assert repr(path[1]) in msg
+
+
+def test_zero_spreads_and_counts_are_real_values() -> None:
+    doc = _good_doc()
+    doc["entries"][BLOCK].update(std_ms=0.0, iqr_ms=0.0, count=0)
+    t = LatencyTable.from_dict(doc)
+    assert t.entries[BLOCK]["std_ms"] == 0.0 and t.in_channels == 1
+
+
+def test_cli_predict_prints_no_nan_negative_or_huge_number(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.__main__ import main
+
+    g = load_space("configs/space_digits.yaml").sample(0)
+    doc = _good_doc()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(doc))
+    assert main(["predict", str(good), g.to_string()]) == 0
+    ms = float(capsys.readouterr().out.split()[0])
+    assert 0 < ms < 10
+    for field, value in (("p10_ms", NAN), ("p10_ms", -1.0), ("p10_ms", 0.0), ("p10_ms", 1e308)):
+        bad = json.loads(json.dumps(doc))
+        for e in bad["entries"].values():
+            e[field] = value
+        f = tmp_path / "bad.json"
+        f.write_text(json.dumps(bad))
+        assert main(["predict", str(f), g.to_string()]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("error: ") and err.count("\n") == 1 and field in err
+
+
+def test_prediction_refuses_a_sum_that_is_not_a_latency() -> None:
+    # Built in memory, past the load-time checks: the last guard still never returns such a number.
+    t = LatencyTable({"invoke": {"median_ms": 5.0, "count": 1}, "a": {"median_ms": 1.0, "count": 1},
+                      "b": {"median_ms": 1.0, "count": 1}})
+    with pytest.raises(LatencyTableError, match="predicts -3.0 ms"):
+        t.sum_keys(["a", "b"])
+    assert LatencyTable({"a": {"median_ms": 1.0, "count": 1}}).sum_keys(["a", "a"]) == 2.0
+
+
+def test_drift_formula_has_one_home() -> None:
+    from latency import drift
+    from latency.table import drift_corrected
+
+    assert drift_corrected(2.0, 4.0, 8.0) == 4.0 and drift_corrected(2.0, None, 8.0) == 2.0
+    assert drift_corrected(2.0, 4.0, None) == 2.0
+    e = {"median_ms": 1.0, "p10_ms": 0.9, "count": 3, "ref_ms": 3.0}
+    assert drift._relative(e, "p10") == pytest.approx(0.3)
+    t = LatencyTable({"invoke": e}, {"measurement": {"statistic": "p10"}, "drift": {"baseline_ms": 6.0}})
+    assert t.value("invoke") == pytest.approx(1.8)
+    assert not hasattr(drift, "correct") and not hasattr(drift, "table_act")
+
+
+def test_block_spec_refuses_arguments_in_another_order() -> None:
+    with pytest.raises(ValueError, match="positive integers"):
+        BlockSpec("ir", 112, 112, 32, 16, 3, 1, 6, 0.25, False, "swish")  # type: ignore[arg-type]
+    s = BlockSpec(112, 112, 32, 16, 3, 1, "ir", 6, 0.25, False, "swish")
+    assert s.key == "ir-in112x112x32-out16-k3-s1-e6-se0.25-res0-swish" and s.input_hwc == (112, 112, 32)
+
+
+# ---- the table's shape follows the search's data ----------------------------------------------------------
+def test_search_config_gives_the_table_its_data_shape(tmp_path: Path, tiny_space: Path) -> None:
+    from latency.build import data_shape
+
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text("space: space_tiny.yaml\n")  # no data section: the search's default, digits
+    assert data_shape(cfg) == (1, 10)
+    cfg.write_text("space: space_tiny.yaml\ndata: {source: cifar10}\n")
+    assert data_shape(cfg) == (3, 10) and data_shape(cfg, num_classes=100) == (3, 100)
+    assert data_shape(tiny_space) == (3, 1000) and data_shape(tiny_space, 1, 10) == (1, 10)
+    cfg.write_text("space: space_tiny.yaml\ndata: {source: imagefolder, path: imgs}\n")
+    with pytest.raises(LatencyTableError, match="--num-classes"):
+        data_shape(cfg)
+    assert data_shape(cfg, num_classes=7) == (3, 7)
+
+
+def test_cli_build_of_a_search_config_makes_the_table_its_search_accepts(
+        tmp_path: Path, tiny_space: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ai_edge_litert")
+    from latency import load_predictor
+    from latency.__main__ import main
+
+    cfg = tmp_path / "search.yaml"
+    cfg.write_text("space: space_tiny.yaml\ndata: {source: digits}\n")
+    out = tmp_path / "lut.json"
+    args = ["--runs", "3", "--warmup", "1", "--rounds", "1", "--passes", "1", "--calibration-networks", "1"]
+    assert main(["build", str(cfg), "--out", str(out), "--quiet", *args]) == 0
+    assert "1 input channel(s), 10 classes" in capsys.readouterr().out
+    t = LatencyTable.load(out)
+    assert (t.in_channels, t.num_classes) == (1, 10)
+    assert [k for k in t.entries if k.startswith("stem-")] == ["stem-in16x16x1-out8-k3-s2-relu"]
+    sp = load_space(tiny_space)
+    predict = load_predictor(str(out), sp, 16, cache_dir=None, num_classes=10, in_channels=1)
+    assert predict(sp.sample(0)) > 0
+    with pytest.raises(LatencyTableError, match=r"1 input channel\(s\), asked for 3"):
+        load_predictor(str(out), sp, 16, cache_dir=None, num_classes=10, in_channels=3)
+
+
+def test_cli_numbers_out_of_range_are_one_line(tmp_path: Path, tiny_space: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from latency.__main__ import main
+
+    out = str(tmp_path / "x.json")
+    for bad in (["--resolution", "0"], ["--resolution", "100000"], ["--num-classes", "0"], ["--in-channels", "-1"],
+                ["--runs", "0"], ["--threads", "0"]):
+        assert main(["build", str(tiny_space), "--out", out, *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {bad[0]} {bad[1]}:") and err.count("\n") == 1
+    assert not Path(out).exists()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_good_doc()))
+    assert main(["validate", str(good), "--samples", "0"]) == 2
+    assert "--samples 0" in capsys.readouterr().err

@@ -1,6 +1,5 @@
 import random
 
-import pytest
 import torch
 
 from search_space import load_space, reference
@@ -42,9 +41,23 @@ def test_drop_connect_grows_linearly_and_residual_only_where_allowed():
 
 def test_eval_is_deterministic_and_training_uses_drop_connect():
     torch.manual_seed(0)
-    m = build_model(reference("efficientnet-b0"), num_classes=10, drop_connect=0.5).eval()
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(4, 3, 64, 64)
+    m = build_model(reference("efficientnet-b0"), num_classes=10, dropout=0.0, drop_connect=0.5).eval()
     assert torch.equal(m(x), m(x))
+    m.train()
+    torch.manual_seed(1)
+    a = m(x)
+    torch.manual_seed(2)
+    b = m(x)
+    torch.manual_seed(1)
+    assert torch.equal(a, m(x))  # the masks come from torch's RNG
+    assert not torch.allclose(a, b)  # ... and differ between draws: residual branches are dropped
+    plain = build_model(reference("efficientnet-b0"), num_classes=10, dropout=0.0, drop_connect=0.0).train()
+    plain.load_state_dict(m.state_dict())
+    torch.manual_seed(1)
+    c = plain(x)
+    torch.manual_seed(2)
+    assert torch.equal(c, plain(x))  # without drop-connect (and dropout) training mode is deterministic
 
 
 def test_channels_last_matches(root):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import SPACE
 
 from nas.config import load_config
 from nas.proxycheck import main, proxy_check, rank_correlations
-from tiny import SPACE
 
 
 def _config(tmp_path: Path) -> Path:

@@ -3,12 +3,11 @@ import subprocess
 import sys
 
 import pytest
-
-from search_space import Genotype, parse, reference
-from scaling import compound, compound_family, official_family
-from search_space.rounding import round_channels, round_layers
-
 from test_cost import HOOK_MACS, PARAMS
+
+from scaling import compound, compound_family, official_family
+from search_space import Genotype, parse, reference
+from search_space.rounding import round_channels, round_layers
 
 
 def run(*args, cwd=None):
@@ -28,6 +27,44 @@ def test_compound_map():
     assert m.resolution == 296  # 224 * 1.3225 = 296.24 -> nearest multiple of 8
     with pytest.raises(ValueError, match="alpha"):
         compound(0.9, 1.1, 1.15, 1)
+
+
+def test_official_and_compound_share_one_resolution_rule():
+    """Issue 10: official() rounded with 8, so at a 16-pixel base B0, B1 and B2 were all 16 px."""
+    from scaling import official
+    from search_space.rounding import resolution_divisor, scale_resolution
+
+    assert [official(f"b{i}", 16).resolution for i in range(8)] == [16, 17, 19, 21, 27, 33, 38, 43]
+    assert [official(f"b{i}", 32).resolution for i in range(8)] == [32, 34, 38, 42, 54, 66, 76, 86]
+    assert [compound(1.2, 1.1, 1.15, phi, 16).resolution for phi in range(4)] == [16, 18, 21, 24]
+    assert [resolution_divisor(r) for r in (16, 32, 64, 128, 224)] == [1, 2, 4, 8, 8]
+    assert official("b2", 16).resolution == scale_resolution(16, 260 / 224)
+    assert compound(1.2, 1.1, 1.15, 2, 16).resolution == scale_resolution(16, 1.15 ** 2)
+    fam = official_family(parse("relu_r16:stem_c8_k3_s1:ds_r1_k3_s2_c8:ir_r1_k3_s2_e3_c16:head_c32"))
+    assert [m.genotype.resolution for m in fam][:3] == [16, 17, 19]
+
+
+def test_one_spelling_of_the_paper_coefficients_and_divisor():
+    from scaling import PAPER_COEFFICIENTS
+    from scaling.cli import build_parser
+    from scaling.grid import PAPER_POINT
+    from search_space.rounding import DIVISOR
+
+    assert PAPER_COEFFICIENTS == (1.2, 1.1, 1.15)
+    assert (PAPER_POINT.alpha, PAPER_POINT.beta, PAPER_POINT.gamma) == PAPER_COEFFICIENTS
+    assert DIVISOR == 8
+    fam = compound_family(reference("efficientnet-b0"), *PAPER_COEFFICIENTS, [3])
+    assert all(st.channels % DIVISOR == 0 for st in fam[0].genotype.stages)
+    assert set(build_parser()._subparsers._group_actions[0].choices) == {"emit", "export"}
+
+
+def test_compound_refuses_non_finite_values():
+    for args, msg in [((1.2, 1.1, 1.15, float("nan")), "phi must be a finite number"),
+                      ((float("inf"), 1.1, 1.15, 1), "alpha must be a finite number >= 1"),
+                      ((1.2, 1.1, float("nan"), 1), "gamma"),
+                      ((1.2, 1.1, 1.15, 1e5), "overflows")]:
+        with pytest.raises(ValueError, match=msg):
+            compound(*args)
 
 
 def test_official_family_matches_reference_md():
@@ -82,6 +119,40 @@ def test_cli_errors_are_one_line(args, msg):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args,msg", [
+    (["emit", "efficientnet-b0", "--phi", "nan"], "--phi nan is not allowed; allowed: finite numbers"),
+    (["emit", "efficientnet-b0", "--phi", "1", "inf"], "--phi inf is not allowed"),
+    (["emit", "efficientnet-b0", "--classes", "0"], "--classes 0 is not allowed; allowed: an integer >= 1"),
+    (["emit", "efficientnet-b0", "--official", "--in-channels", "-1"], "--in-channels -1 is not allowed"),
+    (["emit", "efficientnet-b0", "--gamma", "nan"], "--gamma nan is not allowed; allowed: a finite number >= 1"),
+    (["emit", "efficientnet-b0", "--phi", "60"], "resolution 982016 is not allowed"),
+    (["emit", "swish_r224:stem_c-3_k3_s2:ir_r1_k3_s1_e1_c16:head_c10"], "stem: channels -3 is not allowed"),
+    (["export", "efficientnet-b0", "--format", "onnx", "--out", "x.onnx", "--classes", "0"], "--classes 0"),
+    (["export", "efficientnet-b0", "--format", "onnx", "--out", "x.onnx", "--in-channels", "-1"],
+     "--in-channels -1 is not allowed"),
+    (["export", "efficientnet-b0", "--format", "onnx", "--out", "x.onnx", "--resolution", "100000"],
+     "--resolution 100000 is not allowed; allowed: an integer in [1, 4096]"),
+])
+def test_cli_bad_numbers_are_one_line(tmp_path, args, msg):
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("alpha: 1.2\nbeta: [1]\ngamma: 1.15\n", "key 'beta': [1] is not allowed"),
+    ("alpha: 1.2\nbeta: 1.1\ngamma: 1.15\ndivisor: .inf\n", "key 'divisor'"),
+    ("alpha: 1.2\nbeta: 1.1\ngamma: 1.15\nnum_classes: 0\n", "key 'num_classes': 0 is not allowed"),
+    ("alpha: [1.2\n", "not valid YAML"),
+])
+def test_cli_bad_coefficients_files_are_one_line(tmp_path, text, msg):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    r = run("emit", "efficientnet-b0", "--coefficients", str(p))
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_cli_malformed_yaml(tmp_path):
     p = tmp_path / "g.yaml"
     p.write_text("stages: [{op: ir, kernel: 3}]\n")
@@ -91,10 +162,11 @@ def test_cli_malformed_yaml(tmp_path):
 
 def test_cli_emit_with_latency_table(tmp_path):
     pytest.importorskip("ai_edge_litert")
+    from tiny import SPACE
+
     from latency.build import build_table
     from latency.measure import Settings
     from latency.table import LatencyTable
-    from tiny import SPACE
 
     (tmp_path / "space.yaml").write_text(SPACE)
     lut = tmp_path / "lut.json"
@@ -108,8 +180,12 @@ def test_cli_emit_with_latency_table(tmp_path):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)
     assert all(row["latency_ms"] > 0 for row in rows)
-    assert rows[1]["latency_ms"] > rows[0]["latency_ms"] * 0.8  # bigger network, not much faster
-    assert len(LatencyTable.load(lut)) > before  # the scaled blocks were measured and added
+    after = len(LatencyTable.load(lut))
+    assert after > before  # the scaled blocks were measured and added
+    again = run("emit", str(tmp_path / "base.yaml"), "--phi", "1", "2", "--classes", "10", "--lut", str(lut), "--json")
+    # A second emit only reads the table: the same predictions, nothing measured.
+    assert [row["latency_ms"] for row in json.loads(again.stdout)] == [row["latency_ms"] for row in rows]
+    assert len(LatencyTable.load(lut)) == after
     r = run("emit", str(tmp_path / "base.yaml"), "--phi", "1", "--classes", "10", "--lut", str(lut))
     assert "latency (ms)" in r.stdout
 

@@ -9,29 +9,20 @@ import time
 from pathlib import Path
 
 import yaml
+from tiny import SPACE_K35 as SPACE
+from tiny import write_search_config
 
 from nas.journal import Journal
-from tiny import SPACE_K35 as SPACE
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 10
 
 
 def _config(tmp_path: Path) -> Path:
-    (tmp_path / "space.yaml").write_text(SPACE)
-    cfg = {
-        "space": "space.yaml",
-        # PPO with small batches: its policy is updated several times during the run, so the
-        # resumed run only matches if the controller's state and its pending asks are exact.
-        "controller": {"name": "ppo", "options": {"batch_size": 2}},
-        "objective": {"kind": "flops", "target": "60K"},
-        "data": {"source": "digits", "resolution": 8, "subset": 300},
-        "train": {"steps": 15, "batch_size": 32, "lr": 0.1, "threads": 1, "device": "cpu"},
-        "search": {"budget": BUDGET, "seed": 7},
-    }
-    p = tmp_path / "cfg.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+    # PPO with small batches: its policy is updated several times during the run, so the
+    # resumed run only matches if the controller's state and its pending asks are exact.
+    return write_search_config(tmp_path, SPACE, controller={"name": "ppo", "options": {"batch_size": 2}},
+                               train={"steps": 15}, search={"budget": BUDGET, "seed": 7})
 
 
 def _cmd(cfg: Path, out: Path, *extra: str) -> list[str]:

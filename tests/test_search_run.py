@@ -6,33 +6,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import SPACE, write_search_config
 
 from nas.config import load_config
 from nas.journal import Journal, load_json, save_json
+from nas.results import eval_seed
 from nas.reward import ObjectiveUnavailable
-from nas.search import RunError, eval_seed, open_run_dir, prepare, run_search
+from nas.search import RunError, open_run_dir, prepare, run_search
 from search_space import Genotype
-from tiny import SPACE
 
 TINY_SPACE = SPACE.replace("[conv, sepconv, mbconv3]", "[conv]").replace("layers: [1, 2]", "layers: [1]")  # 2 members
 
 
 def _config(tmp_path: Path, space: str = SPACE, **sections) -> Path:
-    (tmp_path / "space.yaml").write_text(space)
-    cfg = {
-        "space": "space.yaml",
-        "controller": {"name": "random"},
-        "objective": {"kind": "flops", "target": "60K", "preset": "soft"},
-        "data": {"source": "digits", "resolution": 8, "subset": 300},
-        "train": {"steps": 6, "batch_size": 32, "lr": 0.1, "threads": 1, "device": "cpu"},
-        "search": {"budget": 5, "seed": 1, "top_k": 3},
-        "out": str(tmp_path / "run"),
-    }
+    base = {"objective": {"preset": "soft"}, "search": {"top_k": 3}, "out": str(tmp_path / "run")}
     for k, v in sections.items():
-        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
-    p = tmp_path / "cfg.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+    return write_search_config(tmp_path, space, **base)
 
 
 def test_search_writes_every_output(tmp_path):
@@ -132,8 +122,9 @@ def test_latency_objective_uses_the_predictor(tmp_path, monkeypatch):
     seen = {}
 
     def fake_predictor(lut, space, resolution, cache_dir, threads=1, num_classes=1000, measure_missing=False,
-                       progress=True):
-        seen.update(lut=lut, resolution=resolution, cache_dir=cache_dir, threads=threads, num_classes=num_classes)
+                       progress=True, in_channels=3):
+        seen.update(lut=lut, resolution=resolution, cache_dir=cache_dir, threads=threads, num_classes=num_classes,
+                    in_channels=in_channels)
         from search_space import cost
 
         return lambda g: cost(g, in_channels=1, num_classes=num_classes).macs / 1e6  # "ms"
@@ -142,7 +133,8 @@ def test_latency_objective_uses_the_predictor(tmp_path, monkeypatch):
     cfg = load_config(_config(tmp_path, objective={"kind": "latency", "target": "0.05ms", "preset": "hard", "threads": 2},
                               search={"budget": 3}))
     run_search(cfg, progress=False)
-    assert seen == {"lut": None, "resolution": 8, "cache_dir": str(Path(cfg.out)), "threads": 2, "num_classes": 10}
+    assert seen == {"lut": None, "resolution": 8, "cache_dir": str(Path(cfg.out)), "threads": 2, "num_classes": 10,
+                    "in_channels": 1}  # the data's channels: a table for digits times 1-channel stems
     for r in Journal(Path(cfg.out) / "journal.jsonl").read():
         assert r["latency_ms"] == pytest.approx(r["macs"] / 1e6) and r["cost"] == r["latency_ms"]
         w = 0.0 if r["latency_ms"] <= 0.05 else -1.0
@@ -220,3 +212,65 @@ def test_latency_table_built_in_the_run_folder_then_reused(tmp_path):
     second = Journal(tmp_path / "run2" / "journal.jsonl").read()
     assert [(r["genotype"], r["latency_ms"], r["reward"]) for r in second] == \
            [(r["genotype"], r["latency_ms"], r["reward"]) for r in first]
+
+
+def test_top_candidates_are_reseeded_and_the_winner_is_the_best_mean(tmp_path):
+    from nas.report import main as report_main
+    from nas.reseed import RESEED_FILE, auto_top_k, reseed_seeds, summarize
+
+    cfg = load_config(_config(tmp_path, search={"reseed_top_k": None, "reseeds": 2}))
+    assert auto_top_k(cfg.search.reseed_top_k, cfg.train) == 3  # on by default for a short proxy
+    summary = run_search(cfg, progress=False)
+    run = Path(cfg.out)
+    records = Journal(run / "journal.jsonl").read()
+    reseeds = Journal(run / RESEED_FILE).read()
+    top = sorted(records, key=lambda r: (-r["reward"], r["index"]))[:3]
+    assert sorted((r["genotype"], r["seed"]) for r in reseeds) == sorted(
+        (t["genotype"], s) for t in top for s in reseed_seeds(1, t["genotype"], 2))
+    assert all(r["seed"] != eval_seed(1, r["genotype"]) for r in reseeds)  # new seeds, not the search's
+    stats = summarize(records, reseeds)
+    assert [s.n for s in stats] == [3, 3, 3]
+    means = {s.record["genotype"]: sum(s.rewards) / 3 for s in stats}
+    winner = max(means, key=means.get)
+    assert summary.best["genotype"] == winner and summary.best["seeds"] == 3
+    assert summary.best["reward"] == pytest.approx(means[winner])
+    best_yaml = yaml.safe_load((run / "best.yaml").read_text())
+    assert Genotype.from_yaml((run / "best.yaml").read_text()).to_string() == winner
+    assert best_yaml["meta"]["seeds"] == 3 and best_yaml["meta"]["accuracy_std"] >= 0
+    report = (run / "report.md").read_text()
+    assert "Re-evaluated with 3 seeds each" in report and "+-" in report
+    # Resume trains nothing more; the report rebuilt from the files picks the same winner.
+    before = (run / RESEED_FILE).read_bytes()
+    again = run_search(cfg, resume=True, progress=False)
+    assert (run / RESEED_FILE).read_bytes() == before and again.best["genotype"] == winner
+    (run / "best.yaml").unlink()
+    assert report_main([str(run)]) == 0
+    assert Genotype.from_yaml((run / "best.yaml").read_text()).to_string() == winner
+
+
+def test_noise_verdict_separates_only_clear_winners():
+    from nas.reseed import markdown_section, seed_stats, separable
+
+    rec = {"index": 0, "genotype": "g", "accuracy": 0.9, "reward": 0.9}
+    clear = seed_stats(rec, (0.90, 0.91, 0.90), (0.90, 0.91, 0.90))
+    close = seed_stats(dict(rec, index=1), (0.89, 0.92, 0.86), (0.89, 0.92, 0.86))
+    far = seed_stats(dict(rec, index=2), (0.70, 0.71, 0.70), (0.70, 0.71, 0.70))
+    assert separable(clear, far) and not separable(clear, close)
+    assert "Not separable from noise" in "\n".join(markdown_section([clear, close]))
+    assert "Not separable" not in "\n".join(markdown_section([clear, far]))
+
+
+def test_resume_accepts_an_older_run_without_the_keys_a_newer_version_added(tmp_path):
+    cfg = load_config(_config(tmp_path, search={"budget": 2}))
+    run_search(cfg, progress=False)
+    saved = Path(cfg.out) / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    del old["search"]["reseeds"]
+    saved.write_text(yaml.safe_dump(old))
+    assert run_search(load_config(_config(tmp_path, search={"budget": 3})), resume=True, progress=False).evaluations == 3
+    old = yaml.safe_load(saved.read_text())
+    del old["train"]["label_smoothing"]  # absent, and the config asks for a value other than the default
+    saved.write_text(yaml.safe_dump(old))
+    with pytest.raises(RunError, match="train.label_smoothing"):
+        run_search(load_config(_config(tmp_path, search={"budget": 4}, train={"label_smoothing": 0.3})), resume=True,
+                   progress=False)

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from search_space import SearchSpace, SpaceError, load_space, reference
+from search_space import GenotypeError, SearchSpace, SpaceError, load_space, reference
 from search_space.genotype import uses_residual
 
 
@@ -93,3 +93,52 @@ def test_missing_space_file(tmp_path):
 def test_decisions_unpack_like_pairs(mnas):
     name, choices = mnas.decisions[0]
     assert name == "s1.op" and len(choices) == 5
+
+
+@pytest.mark.parametrize("mutate,msg", [
+    (lambda s: s.update(resolution=100000), "key 'resolution': 100000 must be an integer in [8, 4096]"),
+    (lambda s: s.update(resolution=True), "key 'resolution'"),
+    (lambda s: s["stages"][0].update(kernel=[True, 3]), "stages[0].kernel': [True] not allowed"),
+    (lambda s: s["stem"].update(kernel=4), "key 'stem.kernel': 4 is not one of [1, 3, 5, 7]"),
+    (lambda s: s["stages"][0].update(bogus=1), "unknown key 'stages[0].bogus'"),
+])
+def test_bad_space_values_are_one_line(mnas, mutate, msg):
+    spec = mnas.to_dict()
+    mutate(spec)
+    with pytest.raises(SpaceError) as e:
+        SearchSpace(spec, source="x.yaml")
+    assert msg in str(e.value) and str(e.value).startswith("x.yaml: ") and "\n" not in str(e.value)
+
+
+def test_space_file_with_resolution_100000_is_refused_on_load(tmp_path, root):
+    text = (root / "configs" / "space_digits.yaml").read_text()
+    assert "resolution: 16" in text
+    p = tmp_path / "huge.yaml"
+    p.write_text(text.replace("resolution: 16", "resolution: 100000"))
+    with pytest.raises(SpaceError, match=r"resolution.*100000.*\[8, 4096\]"):
+        load_space(p)
+
+
+def test_one_vocabulary():
+    """Genotypes, spaces and latency keys accept exactly the spellings of search_space.vocab."""
+    from latency.keys import parse_key
+    from search_space import vocab
+    from search_space.genotype import Stage
+
+    space_ops = {vocab.OP_CHOICES[name][0] for name in vocab.OP_CHOICES}
+    assert space_ops == set(vocab.OPS)
+    for op in vocab.OPS:
+        for act in vocab.ACTIVATIONS:
+            spec = parse_key(f"{op}-in8x8x8-out8-k3-s1-e1-se0-res1-{act}")
+            assert spec.op == op and spec.act == act
+    with pytest.raises(ValueError):
+        parse_key("xx-in8x8x8-out8-k3-s1-e1-se0-res1-swish")
+    with pytest.raises(ValueError):
+        parse_key("ir-in8x8x8-out8-k3-s1-e1-se0-res1-gelu")
+    for k in vocab.KERNELS:
+        for s in vocab.STRIDES:
+            for skip in vocab.SKIPS:
+                assert Stage("ir", k, 1, 0.0, skip, 8, 1, s).kernel == k
+    for k in (0, 2, 4, 9):
+        with pytest.raises(GenotypeError):
+            Stage("ir", k, 1, 0.0, "identity", 8, 1, 1)

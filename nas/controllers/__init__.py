@@ -9,7 +9,8 @@ See docs/controllers.md for each algorithm's options.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .base import Controller
 from .evolution import RegularizedEvolution

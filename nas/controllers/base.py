@@ -13,7 +13,8 @@ import json
 import math
 import random
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from search_space.space import Decision, as_decisions
 
@@ -183,7 +184,7 @@ class Controller(ABC):
         cls._check_options(out)
         return out
 
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook
     def _check_options(cls, options: dict[str, Any]) -> None:
         """Raise ValueError for option values out of range."""
 

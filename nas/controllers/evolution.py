@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, deque
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .base import Controller, Indices, random_state_from_json, random_state_to_json
 

@@ -9,7 +9,8 @@ plus an entropy bonus, with the log-probs recorded at ask time as the old policy
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -3,7 +3,8 @@
 `load_splits(config.data, resolution)` is the one entry point: it opens the source named by
 ``data.source`` (``digits``, ``cifar10``, ``imagefolder``), draws the optional stratified subset
 and the stratified hold-out split (fixed by ``data.split_seed``), resizes to the resolution and
-measures the per-channel normalisation on the training part. Test splits are never read.
+measures the per-channel normalisation on the training part. Test splits are read only by
+`nas.data.test_split.load_test`, which stage 2 (`python -m nas.train`) alone calls.
 """
 from __future__ import annotations
 
@@ -79,11 +80,24 @@ def data_info(data: DataConfig) -> tuple[int, int]:
     return src.channels, src.num_classes
 
 
-def load_splits(data: DataConfig, resolution: int | None) -> Splits:
-    """Train/val splits at ``data.resolution`` (or `resolution` when that is null)."""
+def load_splits(data: DataConfig, resolution: int | None, hold_out_test: bool = False) -> Splits:
+    """Train/val splits at ``data.resolution`` (or `resolution` when that is null).
+
+    `hold_out_test` (stage 2) first removes the test part of a source that keeps it among its
+    training images (digits; see `nas.data.test_split`).
+    """
     src = open_source(data)
     res = data.resolution or resolution
-    train_idx, val_idx = split_indices(src.labels, data.val_fraction, data.split_seed, data.subset)
+    keep = None
+    if hold_out_test:
+        from .test_split import non_test_indices
+
+        keep = non_test_indices(data, src.labels)
+    if keep is None:
+        train_idx, val_idx = split_indices(src.labels, data.val_fraction, data.split_seed, data.subset)
+    else:
+        tr, va = split_indices(src.labels[keep], data.val_fraction, data.split_seed, data.subset)
+        train_idx, val_idx = keep[tr], keep[va]
     x_tr = src.images(train_idx, res, data.interpolation)
     x_va = src.images(val_idx, res, data.interpolation)
     res = int(x_tr.shape[1])

@@ -7,6 +7,7 @@ centre-cropped to the resolution.
 """
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,18 +53,31 @@ class FolderSource:
         image = _pil()
         resample = image.Resampling.NEAREST if interpolation == "nearest" else image.Resampling.BILINEAR
 
+        bombs = (image.DecompressionBombError, image.DecompressionBombWarning)
+
         def load(i: int) -> np.ndarray:
             path = self.files[int(i)]
             try:
                 with image.open(path) as im:
+                    w, h = im.size
+                    # Checked here too: the warning filter below is process state another thread may change.
+                    limit = image.MAX_IMAGE_PIXELS
+                    if limit is not None and w * h > limit:
+                        raise image.DecompressionBombWarning(f"{w}x{h} = {w * h} pixels, over the limit {limit}")
                     return _square(im.convert("RGB"), resolution, resample)
+            except bombs as e:
+                raise DataError(f"{path}: refused as a possible decompression bomb ({' '.join(str(e).split())}); "
+                                f"raise PIL.Image.MAX_IMAGE_PIXELS if the image is genuine") from None
             except OSError as e:
                 raise DataError(f"{path}: cannot decode the image ({e})") from None
 
         out = np.empty((len(idx), resolution, resolution, 3), dtype=np.uint8)
-        with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow decodes without the GIL
-            for j, arr in enumerate(pool.map(load, idx)):
-                out[j] = arr
+        # Pillow only warns between 1x and 2x its pixel limit: an error here, never a stderr line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image.DecompressionBombWarning)
+            with ThreadPoolExecutor(max_workers=4) as pool:  # Pillow decodes without the GIL
+                for j, arr in enumerate(pool.map(load, idx)):
+                    out[j] = arr
         return out
 
 

@@ -56,9 +56,6 @@ def check_executor(ex: Any, device: str, src: str = "config") -> None:
 
 def build_executor(ex: Any, evaluator: Any, device: str | None = None) -> Executor:
     """The executor an ``executor`` section describes, around a picklable evaluator."""
-    if hasattr(ex, "executor"):  # a whole config was passed (the old call form)
-        device = device or ex.train.device
-        ex = ex.executor
     train_cfg = getattr(evaluator, "train_cfg", None)
     device = device or getattr(train_cfg, "device", "auto")
     if ex.kind == "inline":

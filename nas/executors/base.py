@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import UserError
+from ..results import EvalResult
 
 FAILED = "failed"  # the status of a job whose worker died on every try
 
@@ -37,7 +38,7 @@ class Done:
     """A finished job: its result (``status: failed`` when every try lost its worker) and tries used."""
 
     job: Job
-    result: Any  # nas.evaluate.EvalResult
+    result: EvalResult
     tries: int = 1
     wall_s: float = 0.0  # the last try's wall time on its worker (data loading on a new worker included)
 
@@ -50,21 +51,15 @@ class Attempt:
     lost: list[str] = field(default_factory=list)
 
 
-def failed_result(job: Job, reasons: list[str]) -> Any:
+def failed_result(job: Job, reasons: list[str]) -> EvalResult:
     """The EvalResult of a job whose worker died on each of its tries (accuracy 0)."""
-    from ..evaluate import EvalResult
-
     tries = len(reasons)
     reason = f"gave up after {tries} {'try' if tries == 1 else 'tries'}; last: {reasons[-1]}"
     return EvalResult(accuracy=0.0, train_time_s=0.0, status=FAILED, reason=reason, seed=job.seed, device="")
 
 
-def result_from_dict(d: dict[str, Any]) -> Any:
+def result_from_dict(d: dict[str, Any]) -> EvalResult:
     """An EvalResult from its `to_dict` form (keys this version does not know are dropped)."""
-    from dataclasses import fields
-
-    from ..evaluate import EvalResult
-
     known = {f.name for f in fields(EvalResult)}
     return EvalResult(**{k: v for k, v in d.items() if k in known})
 
@@ -138,23 +133,14 @@ class Executor(ABC):
         self._done.clear()
         return out
 
-    def evaluate(self, genotype: Any, seed: int) -> Any:
-        """Run one evaluation and return its EvalResult (for callers without a queue of their own)."""
-        key = f"evaluate:{genotype}:{seed}"
-        self.submit(Job(key, str(genotype) if isinstance(genotype, str) else genotype.to_string(), seed))
-        while True:
-            for d in self.wait():
-                if d.job.key == key:
-                    return d.result
-
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - executors without workers have nothing to stop
         """Stop the workers; queued and running jobs are dropped."""
 
     def describe(self) -> str:
         """One line on where jobs run (for logs)."""
         return f"{type(self).__name__}({self.slots} slots)"
 
-    def __enter__(self) -> "Executor":
+    def __enter__(self) -> Executor:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -6,13 +6,6 @@ See docs/gpu.md. `FastSession` is the entry point (`nas.evaluate.Evaluator` uses
 step, eager or graphed), `scheduler` (streams and chunks), `select` (auto/standard/fast).
 """
 from .select import resolve_evaluator
+from .session import FastSession
 
 __all__ = ["resolve_evaluator", "FastSession"]
-
-
-def __getattr__(name: str):  # FastSession imports nas.evaluate; load it only when asked for
-    if name == "FastSession":
-        from .session import FastSession
-
-        return FastSession
-    raise AttributeError(name)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..train import normalizer_coefficients
+
 
 @dataclass(frozen=True)
 class DeviceImages:
@@ -39,9 +41,8 @@ def to_device_images(x_nchw: torch.Tensor, y: torch.Tensor, mean: tuple[float, .
     if pad:
         x = F.pad(x, (pad, pad, pad, pad))
     x = x.permute(0, 2, 3, 1).reshape(n, (h + 2 * pad) * (w + 2 * pad), c).contiguous()
-    std_t = torch.tensor(std, dtype=torch.float32, device=device)
-    return DeviceImages(padded=x, labels=y.to(device=device, dtype=torch.int64),
-                        scale=1.0 / (255.0 * std_t), shift=-torch.tensor(mean, dtype=torch.float32, device=device) / std_t,
+    scale, shift = normalizer_coefficients(mean, std, device)
+    return DeviceImages(padded=x, labels=y.to(device=device, dtype=torch.int64), scale=scale, shift=shift,
                         height=h, width=w, pad=pad)
 
 

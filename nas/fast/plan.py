@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import TrainConfig
-from ..train import lr_factor
+from ..train import lr_factor, step_count
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Plan:
         """Number of training steps."""
         return int(self.index.shape[0])
 
-    def to(self, device: torch.device) -> "Plan":
+    def to(self, device: torch.device) -> Plan:
         """The same plan with its tables on `device`."""
         return Plan(self.index.to(device), self.flip.to(device), self.offset.to(device), self.lr.to(device),
                     self.batch_size, self.epochs)
@@ -40,9 +40,7 @@ class Plan:
 
 def make_plan(n: int, cfg: TrainConfig, seed: int) -> Plan:
     """The schedule of cfg.steps (or cfg.epochs) steps over `n` training images, fixed by `seed`."""
-    bs = min(cfg.batch_size, n)
-    per_epoch = max(1, n // bs)  # drop the last partial batch, as the standard trainer does
-    total = cfg.steps if cfg.steps else max(1, math.ceil(cfg.epochs * per_epoch))
+    bs, per_epoch, total = step_count(n, cfg)
     gen = torch.Generator().manual_seed(int(seed))
     epochs = math.ceil(total / per_epoch)
     index = torch.cat([torch.randperm(n, generator=gen)[:per_epoch * bs].view(per_epoch, bs)

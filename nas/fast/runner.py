@@ -40,7 +40,7 @@ class CandidateRun:
         self.step_t = torch.zeros((), dtype=torch.int64, device=device)
         self.bad = torch.zeros((), dtype=torch.bool, device=device)
         self.loss = torch.zeros((), dtype=torch.float32, device=device)
-        self.graph: "torch.cuda.CUDAGraph | None" = None
+        self.graph: torch.cuda.CUDAGraph | None = None
         self.done = 0  # steps issued (executed eagerly or enqueued as replays)
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -20,8 +20,8 @@ from search_space.model import build_model
 
 from ..config import TrainConfig
 from ..data import Splits
-from ..evaluate import EvalResult, _is_oom, _one_line
-from ..train import Diverged, accuracy
+from ..results import Diverged, EvalResult, failure
+from ..train import accuracy
 from .augment import to_device_images
 from .plan import make_plan
 from .runner import CandidateRun, CaptureFailed
@@ -78,7 +78,8 @@ class FastSession:
 
         def finish(i: int, run: CandidateRun, train_time: float) -> None:
             if bool(run.bad):
-                raise Diverged(f"loss became {float(run.loss)} within {run.plan.steps} steps (lr {cfg.lr})")
+                raise Diverged(f"loss became {float(run.loss)} within {run.plan.steps} steps (lr {cfg.lr})",
+                               steps=run.plan.steps, epochs=run.plan.epochs)
             t0 = time.perf_counter()
             acc = accuracy(run.model, self.splits.x_val, self.splits.y_val, self.splits, cfg, dev)
             results[i] = EvalResult(accuracy=acc, train_time_s=train_time, steps=run.plan.steps,
@@ -86,12 +87,7 @@ class FastSession:
                                     eval_time_s=time.perf_counter() - t0, device=str(dev), seed=seeds[i])
 
         def fail(i: int, e: BaseException) -> None:
-            if isinstance(e, Diverged):
-                results[i] = EvalResult(accuracy=0.0, train_time_s=0.0, status="diverged", reason=str(e),
-                                        device=str(dev), seed=seeds[i])
-            else:
-                results[i] = EvalResult(accuracy=0.0, train_time_s=0.0, status="oom" if _is_oom(e) else "error",
-                                        reason=_one_line(e), device=str(dev), seed=seeds[i])
+            results[i] = failure(e, str(dev), seeds[i])
 
         run_jobs(len(gs), start, finish, fail, concurrent or cfg.concurrent, dev)
         if dev.type == "cuda":

@@ -10,13 +10,12 @@ NNI is imported only when one of these is used; without it the error says what t
 from __future__ import annotations
 
 import importlib.util
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..errors import UserError
+from .names import NAMES, STRATEGIES
 
-PREFIX = "nni:"
-STRATEGIES = ("RegularizedEvolution", "PolicyBasedRL", "TPE", "Random")
-NAMES = tuple(PREFIX + s for s in STRATEGIES)
 INSTALL = "pip install 'hwnas[nni]' (nni==3.0, pytorch-lightning, tianshou==0.5.1, gym)"
 
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
 
 from ..controllers.base import Controller, Indices
 from .engine import HOLD, SURFACE, BridgeEngine

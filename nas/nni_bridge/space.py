@@ -7,7 +7,8 @@ whose frozen instances are our networks, usable in their own ``NasExperiment`` t
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import nni
 from nni.mutable import MutableDict, ensure_frozen
@@ -45,7 +46,7 @@ class HwnasModelSpace(ModelSpace):
         self.genotype = s.decode(sample)
         self.net = build_model(self.genotype, num_classes=num_classes, in_channels=in_channels)
 
-    def freeze(self, sample: dict[str, Any]) -> "HwnasModelSpace":
+    def freeze(self, sample: dict[str, Any]) -> HwnasModelSpace:
         """The network of one sample (NNI re-runs ``__init__`` inside the sample's context)."""
         with model_context(sample):
             return self.__class__(*self._args)
@@ -69,9 +70,8 @@ def nni_evaluator(config: Any, search_seed: int = 0) -> Any:
 
 def _train_and_report(model: nn.Module, data: Any, train: Any, search_seed: int) -> None:
     from ..evaluate import Evaluator
-    from ..grid import _Sections
-    from ..search import eval_seed
+    from ..results import eval_seed
 
     key = model.genotype.to_string()
-    res = Evaluator(_Sections(data, train)).evaluate(model.genotype, eval_seed(search_seed, key))
+    res = Evaluator(data, train).evaluate(model.genotype, eval_seed(search_seed, key))
     nni.report_final_result(res.accuracy)
