@@ -1,0 +1,408 @@
+"""Does the supernet rank candidates like stand-alone training, and how much cheaper is it? (issue 11)
+
+    python bench/supernet_study.py [--resume] [--out runs/supernet_study] [--data PATH.npz]
+
+On CIFAR-10 (``../shared/datasets/cifar10_uint8.npz``; the study skips with a message when it is
+absent) with the recipe of ``configs/supernet_cifar.yaml`` (space ``space_cifar_narrow.yaml``,
+8,000 training and 2,000 validation images, one torch thread per process):
+
+1. trains the supernet (uniform single-path sampling, 40 epochs), resumable;
+2. scores K random members with inherited weights (extract, recalibrate BatchNorm, validate);
+3. trains each of them alone for 1 epoch: today's per-candidate short-training proxy;
+4. trains each of them alone for 5 epochs: the stand-alone reference, which is also exactly the
+   standard evaluator's 5-epoch proxy of the cost comparison.
+
+Steps 1-3 run in this process, step 4 in a child process at the same time (one thread each; a
+2-core machine). Every finished item is appended to a JSON-lines file at once, so ``--resume``
+after a kill continues where it stopped (the supernet from its last checkpoint). At the end it
+prints the table and writes ``OUT/supernet_study.json``: Kendall tau and Spearman rho of the
+supernet and of the short proxy against the stand-alone accuracies, and candidates per hour of
+the supernet evaluator (its training amortized over a 1,000-candidate search) vs the standard
+5-epoch evaluator.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = ROOT.parent / "shared" / "datasets" / "cifar10_uint8.npz"
+CONFIG = ROOT / "configs" / "supernet_cifar.yaml"
+SEARCH_SIZE = 1000  # the search the supernet's training is amortized over
+
+
+def _sets(args: argparse.Namespace, out: Path) -> list[str]:
+    return [f"data.path={args.data}", f"supernet.checkpoint={out / 'supernet' / 'supernet.pt'}",
+            "train.threads=1", "train.device=cpu", f"supernet.epochs={args.supernet_epochs}",
+            f"data.subset={args.subset}", f"out={out / 'search'}"]
+
+
+def _candidates(space, k: int, seed: int) -> list:
+    rng = random.Random(seed)
+    out: dict[str, object] = {}
+    while len(out) < k:
+        g = space.sample(rng)
+        out.setdefault(g.to_string(), g)
+    return list(out.values())
+
+
+def _done(path: Path) -> dict[tuple[str, str], dict]:
+    rows: dict[tuple[str, str], dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill
+            rows[(r["kind"], r["genotype"])] = r
+    return rows
+
+
+def _append(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _log(msg: str) -> None:
+    print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _claim(folder: Path, i: int) -> bool:
+    """Take candidate i of the shared stand-alone queue (a claim whose process died is taken over)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / f"standalone-{i}"
+    for _ in range(2):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(p.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid == os.getpid():
+                return True
+            if pid and _alive(pid):
+                return False
+            p.unlink(missing_ok=True)
+            continue
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Path | None = None,
+              reverse: bool = False) -> None:
+    ev.prepare(gs[0].resolution)  # the data is loaded once, outside the timed evaluations
+    order = list(range(len(gs)))[::-1] if reverse else list(range(len(gs)))
+    for i in order:
+        g, seed = gs[i], seeds[i]
+        key = g.to_string()
+        done = {**_done(path), **(_done(path.parent / "main.jsonl") if claims else {}),
+                **(_done(path.parent / "standalone.jsonl") if claims else {})}
+        if (kind, key) in done or (claims is not None and not _claim(claims, i)):
+            continue
+        t0 = time.perf_counter()
+        r = ev.evaluate(g, seed)
+        wall = time.perf_counter() - t0
+        row = {"kind": kind, "genotype": key, "accuracy": r.accuracy, "status": r.status, "reason": r.reason,
+               "train_time_s": r.train_time_s, "eval_time_s": r.eval_time_s, "wall_s": wall, "steps": r.steps,
+               "epochs": r.epochs}
+        _append(path, row)
+        _log(f"{kind} {i + 1}/{len(gs)}: {100 * r.accuracy:.2f}% in {wall:.1f} s ({r.status})  {key}")
+
+
+def _setup(args: argparse.Namespace, out: Path):
+    from nas.config import load_config
+    from nas.results import eval_seed
+    from search_space import SearchSpace
+
+    cfg = load_config(CONFIG, _sets(args, out))
+    space = SearchSpace.from_yaml(cfg.space)
+    gs = _candidates(space, args.candidates, args.seed)
+    seeds = [eval_seed(cfg.search.seed, g.to_string()) for g in gs]
+    return cfg, gs, seeds
+
+
+def _trainer_evaluator(cfg, epochs: float):
+    from nas.evaluate import Evaluator
+
+    return Evaluator(cfg.data, dataclasses.replace(cfg.train, evaluator="standard", epochs=float(epochs), steps=None))
+
+
+def run_standalone(args: argparse.Namespace, out: Path) -> None:
+    """Part B (the child): every candidate trained alone for the long budget."""
+    import torch
+
+    torch.set_num_threads(1)
+    cfg, gs, seeds = _setup(args, out)
+    _evaluate("standalone", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "standalone.jsonl",
+              claims=out / "claims")
+    _log("stand-alone trainings done (here)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ProcessLookupError):
+        return False
+    return b"supernet_study" in cmd
+
+
+def _start_child(args: argparse.Namespace, out: Path):
+    pid_file = out / "standalone.pid"
+    if pid_file.is_file():
+        pid = int(pid_file.read_text().strip() or 0)
+        if pid and _alive(pid):
+            _log(f"stand-alone trainings already running (pid {pid})")
+            return pid
+    argv = [sys.executable, __file__, "--part", "standalone", "--out", str(out), "--data", str(args.data),
+            "--candidates", str(args.candidates), "--seed", str(args.seed), "--subset", str(args.subset),
+            "--standalone-epochs", str(args.standalone_epochs), "--supernet-epochs", str(args.supernet_epochs)]
+    log = open(out / "standalone.log", "a")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    pid_file.write_text(f"{p.pid}\n")
+    _log(f"stand-alone trainings started in pid {p.pid} (log {out / 'standalone.log'})")
+    return p
+
+
+def run_main(args: argparse.Namespace, out: Path) -> int:
+    import torch
+
+    from nas.evaluate import Evaluator
+    from nas.supernet.evaluator import check_for_search
+    from nas.supernet.train import train_supernet
+
+    torch.set_num_threads(1)
+    cfg, gs, seeds = _setup(args, out)
+    child = _start_child(args, out) if args.standalone_epochs > 0 else None
+    sn_dir = out / "supernet"
+    ckpt = Path(cfg.supernet.checkpoint)
+    if not ckpt.is_file():
+        _log(f"training the supernet of {cfg.space} ({cfg.supernet.sampling}, {cfg.supernet.epochs:g} epochs) "
+             f"in {sn_dir}")
+        s = train_supernet(cfg, sn_dir, resume=True, progress=args.progress)
+        _log(f"supernet trained: {s.steps} steps, {s.train_s:.0f} s of steps, largest {100 * (s.largest_acc or 0):.1f}%"
+             f", smallest {100 * (s.smallest_acc or 0):.1f}%")
+    ev = Evaluator(cfg.data, cfg.train, cfg.supernet)
+    from search_space import SearchSpace
+
+    space = SearchSpace.from_yaml(cfg.space)
+    check_for_search(ev, space, ev.prepare(space.resolution), str(CONFIG))
+    _evaluate("supernet", ev, gs, seeds, out / "main.jsonl")
+    if args.proxy_epochs > 0:
+        _evaluate("proxy", _trainer_evaluator(cfg, args.proxy_epochs), gs, seeds, out / "main.jsonl")
+    if args.standalone_epochs > 0:  # then help with the stand-alone queue, from its other end
+        _log("taking stand-alone trainings from the end of the queue")
+        _evaluate("standalone", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "main.jsonl",
+                  claims=out / "claims", reverse=True)
+    if child is not None:
+        _log("waiting for the stand-alone trainings")
+        if isinstance(child, int):
+            while _alive(child):
+                time.sleep(10)
+        else:
+            child.wait()
+    return report(args, out, cfg, gs)
+
+
+def _variants(out: Path) -> list[tuple[str, Path, list[str]]]:
+    """(kind, supernet folder, extra --set) of the main supernet and of every variant trained in `out`."""
+    found = [("supernet", out / "supernet", [])]
+    for spec in sorted(out.glob("variant-*.json")):
+        v = json.loads(spec.read_text())
+        found.append((f"supernet:{v['name']}", out / f"supernet-{v['name']}", v["sets"]))
+    return found
+
+
+def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
+    from nas.proxycheck import rank_correlations
+
+    if cfg is None:
+        cfg, gs, _ = _setup(args, out)
+    rows = {**_done(out / "main.jsonl"), **_done(out / "standalone.jsonl")}
+    for f in sorted(out.glob("variant-*.jsonl")):
+        rows.update(_done(f))
+    keys = [g.to_string() for g in gs]
+
+    def acc(kind: str) -> list[float | None]:
+        return [rows[(kind, k)]["accuracy"] if (kind, k) in rows and rows[(kind, k)]["status"] == "ok" else None
+                for k in keys]
+
+    def corr(a: list, b: list) -> dict:
+        idx = [i for i in range(len(keys)) if a[i] is not None and b[i] is not None]
+        tau, rho = rank_correlations([a[i] for i in idx], [b[i] for i in idx])
+        return {"kendall_tau": tau, "spearman_rho": rho, "n": len(idx)}
+
+    def mean_wall(kind: str) -> float | None:
+        w = [rows[(kind, k)]["wall_s"] for k in keys if (kind, k) in rows]
+        return sum(w) / len(w) if w else None
+
+    px, sa = acc("proxy"), acc("standalone")
+    per_std, per_px = mean_wall("standalone"), mean_wall("proxy")
+    estimators = []
+    for kind, folder, sets in _variants(out):
+        summary_file = folder / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        per = mean_wall(kind)
+        e = {"kind": kind, "sets": sets, "training": summary, "vs_standalone": corr(acc(kind), sa),
+             "vs_proxy": corr(acc(kind), px), "score_s": per}
+        if per is not None and summary.get("train_s") is not None:
+            # process-seconds: a training under torchrun occupies world_size processes (one thread each)
+            e["training_s"] = summary["train_s"] * int(summary.get("world_size", 1))
+            e["per_candidate_s"] = per + e["training_s"] / SEARCH_SIZE
+            e["candidates_per_hour"] = 3600 / e["per_candidate_s"]
+            if per_std:
+                e["speedup_vs_standard"] = e["candidates_per_hour"] / (3600 / per_std)
+        estimators.append(e)
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} CPUs (shared with other jobs), torch {__import__('torch').__version__}, "
+                   f"1 torch thread per process, 2 processes",
+        "space": str(Path(cfg.space).name), "candidates": len(keys),
+        "train_images": int(round(cfg.data.subset * (1 - cfg.data.val_fraction))) if cfg.data.subset else None,
+        "val_images": int(round(cfg.data.subset * cfg.data.val_fraction)) if cfg.data.subset else None,
+        "supernet_recipe": dataclasses.asdict(cfg.supernet), "train_recipe": dataclasses.asdict(cfg.train),
+        "proxy_epochs": args.proxy_epochs, "standalone_epochs": args.standalone_epochs,
+        "proxy_vs_standalone": corr(px, sa), "amortized_over": SEARCH_SIZE,
+        "standard_per_candidate_s": per_std, "proxy_per_candidate_s": per_px,
+        "standard_candidates_per_hour": 3600 / per_std if per_std else None,
+        "supernets": estimators,
+        "rows": [{"genotype": k, "standalone": sa[i], "proxy": px[i],
+                  **{e["kind"]: acc(e["kind"])[i] for e in estimators}} for i, k in enumerate(keys)],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "supernet_study.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(format_table(result))
+    return 0
+
+
+def format_table(r: dict) -> str:
+    def f(v, pct=False):
+        if v is None:
+            return "-"
+        return f"{100 * v:.2f}%" if pct else f"{v:+.3f}"
+
+    kinds = [e["kind"] for e in r["supernets"]]
+    lines = [f"supernet study ({r['candidates']} random members of {r['space']}, {r['train_images']} training "
+             f"and {r['val_images']} validation images of CIFAR-10, {r['date']})",
+             f"{'#':>3} {'alone':>8} {'proxy':>8} " + " ".join(f"{k[:14]:>14}" for k in kinds) + "  genotype"]
+    for i, row in enumerate(r["rows"], 1):
+        lines.append(f"{i:>3} {f(row['standalone'], True):>8} {f(row['proxy'], True):>8} "
+                     + " ".join(f"{f(row[k], True):>14}" for k in kinds) + f"  {row['genotype']}")
+    lines.append("")
+    lines.append(f"{'estimator (vs stand-alone, ' + format(r['standalone_epochs'], 'g') + ' epochs)':<48}"
+                 f"{'Kendall tau':>12}{'Spearman rho':>14}{'n':>4}{'s/candidate':>13}{'cand./hour':>12}")
+    c = r["proxy_vs_standalone"]
+    per_px = r["proxy_per_candidate_s"] or 0.0
+    lines.append(f"{'short proxy (' + format(r['proxy_epochs'], 'g') + ' epoch, per candidate)':<48}"
+                 f"{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
+                 f"{per_px:>13.1f}{(3600 / per_px if per_px else 0):>12.1f}")
+    for e in r["supernets"]:
+        c = e["vs_standalone"]
+        t = e.get("training", {})
+        name = f"{e['kind']} ({t.get('sampling', '?')}, {t.get('epochs', 0):.0f} ep)"
+        lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
+                     f"{e.get('per_candidate_s', 0):>13.2f}{e.get('candidates_per_hour', 0):>12.0f}")
+    if r["standard_per_candidate_s"]:
+        lines.append(f"{'standard ' + format(r['standalone_epochs'], 'g') + '-epoch proxy (the stand-alone runs)':<48}"
+                     f"{'':>12}{'':>14}{'':>4}{r['standard_per_candidate_s']:>13.1f}"
+                     f"{r['standard_candidates_per_hour']:>12.1f}")
+    for e in r["supernets"]:
+        if "speedup_vs_standard" in e:
+            lines.append(f"{e['kind']}: {e['training_s']:.0f} s of supernet training / {r['amortized_over']} "
+                         f"candidates + {e['score_s']:.2f} s scoring = {e['per_candidate_s']:.2f} s a candidate: "
+                         f"{e['speedup_vs_standard']:.1f}x the standard {r['standalone_epochs']:g}-epoch proxy's "
+                         f"candidates per hour")
+    return "\n".join(lines)
+
+
+def run_variant(args: argparse.Namespace, out: Path) -> int:
+    """Another supernet recipe (``--variant NAME --sn-set KEY=VALUE ...``) scored on the same candidates."""
+    import torch
+
+    from nas.config import load_config
+    from nas.evaluate import Evaluator
+    from nas.supernet.evaluator import check_for_search
+    from nas.supernet.train import train_supernet
+    from search_space import SearchSpace
+
+    torch.set_num_threads(1)
+    name = args.variant
+    spec = out / f"variant-{name}.json"
+    if spec.is_file() and json.loads(spec.read_text())["sets"] != args.sn_set:
+        print(f"error: variant {name} was started with {json.loads(spec.read_text())['sets']}", file=sys.stderr)
+        return 2
+    spec.write_text(json.dumps({"name": name, "sets": args.sn_set}) + "\n")
+    folder = out / f"supernet-{name}"
+    cfg = load_config(CONFIG, _sets(args, out) + [f"supernet.checkpoint={folder / 'supernet.pt'}"] + args.sn_set)
+    space = SearchSpace.from_yaml(cfg.space)
+    gs = _candidates(space, args.candidates, args.seed)
+    from nas.results import eval_seed
+
+    seeds = [eval_seed(cfg.search.seed, g.to_string()) for g in gs]
+    if not Path(cfg.supernet.checkpoint).is_file():
+        _log(f"variant {name}: training the supernet with {args.sn_set} in {folder}")
+        s = train_supernet(cfg, folder, resume=True, progress=args.progress)
+        _log(f"variant {name}: {s.steps} steps, {s.train_s:.0f} s, largest {100 * (s.largest_acc or 0):.1f}%, "
+             f"smallest {100 * (s.smallest_acc or 0):.1f}%")
+    ev = Evaluator(cfg.data, cfg.train, cfg.supernet)
+    check_for_search(ev, space, ev.prepare(space.resolution), str(CONFIG))
+    _evaluate(f"supernet:{name}", ev, gs, seeds, out / f"variant-{name}.jsonl")
+    return report(args, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "supernet_study")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--resume", action="store_true", help="continue a study in --out")
+    ap.add_argument("--candidates", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=2024, help="which random members are the candidates")
+    ap.add_argument("--subset", type=int, default=5000, help="CIFAR-10 images used (80%% train, 20%% validation)")
+    ap.add_argument("--supernet-epochs", type=float, default=40.0)
+    ap.add_argument("--proxy-epochs", type=float, default=1.0)
+    ap.add_argument("--standalone-epochs", type=float, default=5.0)
+    ap.add_argument("--progress", action="store_true", help="a progress bar for the supernet training")
+    ap.add_argument("--report", action="store_true", help="only print and write the table from what is done")
+    ap.add_argument("--variant", help="train and score another supernet recipe named so, on the same candidates")
+    ap.add_argument("--sn-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --variant: config overrides of its supernet training (repeatable)")
+    ap.add_argument("--part", choices=["main", "standalone"], default="main", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if not args.data.is_file():
+        print(f"skipped: CIFAR-10 not found at {args.data} (pass --data PATH to cifar10_uint8.npz)")
+        return 0
+    args.data = args.data.resolve()
+    out = args.out.resolve()
+    if args.report:
+        return report(args, out)
+    if args.variant:
+        return run_variant(args, out)
+    if args.part == "standalone":
+        run_standalone(args, out)
+        return 0
+    if out.exists() and any(out.iterdir()) and not args.resume:
+        print(f"error: {out} exists; continue it with --resume or choose another --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    _log(f"supernet study in {out}: {args.candidates} candidates, supernet {args.supernet_epochs:g} epochs, "
+         f"proxy {args.proxy_epochs:g}, stand-alone {args.standalone_epochs:g} epochs")
+    return run_main(args, out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
