@@ -62,21 +62,28 @@ def find_batches(path: Path) -> Path | None:
     return None
 
 
-def load_npz(path: Path) -> ArraySource:
-    """x_train/y_train of a CIFAR-style .npz (uint8 NHWC); x_test is never loaded."""
+def read_npz_split(path: Path, split: str, missing_hint: str) -> tuple[np.ndarray, np.ndarray]:
+    """x_<split>/y_<split> of a CIFAR-style .npz (uint8 NHWC, int64 labels); the other split is never loaded."""
+    keys = (f"x_{split}", f"y_{split}")
     try:
         with np.load(path, allow_pickle=False) as z:  # NpzFile reads members lazily
-            missing = [k for k in ("x_train", "y_train") if k not in z.files]
+            missing = [k for k in keys if k not in z.files]
             if missing:
-                raise DataError(f"{path}: missing array(s) {missing}; expected x_train, y_train, x_test, y_test")
-            x, y = z["x_train"], z["y_train"]
+                raise DataError(f"{path}: missing array(s) {missing}; {missing_hint}")
+            x, y = z[keys[0]], z[keys[1]]
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the .npz ({e})") from None
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise DataError(f"{path}: x_train must be uint8 NHWC, got {x.dtype} {x.shape}")
+        raise DataError(f"{path}: {keys[0]} must be uint8 NHWC, got {x.dtype} {x.shape}")
     y = np.asarray(y, dtype=np.int64).reshape(-1)
     if len(y) != len(x):
-        raise DataError(f"{path}: {len(x)} images but {len(y)} labels")
+        raise DataError(f"{path}: {len(x)} {split} images but {len(y)} {split} labels")
+    return x, y
+
+
+def load_npz(path: Path) -> ArraySource:
+    """x_train/y_train of a CIFAR-style .npz (uint8 NHWC); x_test is never loaded."""
+    x, y = read_npz_split(path, "train", "expected x_train, y_train, x_test, y_test")
     return ArraySource(x=x, labels=y, num_classes=max(10, int(y.max()) + 1), name="cifar10")
 
 

@@ -50,24 +50,10 @@ def _nchw(x: np.ndarray) -> torch.Tensor:
 
 
 def _cifar_test(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from .cifar import find_batches, read_batch
+    from .cifar import find_batches, read_batch, read_npz_split
 
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in ("x_test", "y_test") if k not in z.files]
-                if missing:
-                    raise DataError(f"{path}: no test split (missing {missing}); set stage2.test: false to train "
-                                    f"without one")
-                x, y = z["x_test"], z["y_test"]
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read the .npz ({e})") from None
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] not in (1, 3):
-            raise DataError(f"{path}: x_test must be uint8 NHWC, got {x.dtype} {x.shape}")
-        y = np.asarray(y, dtype=np.int64).reshape(-1)
-        if len(y) != len(x):
-            raise DataError(f"{path}: {len(x)} test images but {len(y)} test labels")
-        return x, y
+        return read_npz_split(path, "test", "no test split; set stage2.test: false to train without one")
     folder = find_batches(path)
     if folder is None or not (folder / "test_batch").is_file():
         raise DataError(f"{path}: no CIFAR-10 test_batch; set stage2.test: false to train without a test split")
