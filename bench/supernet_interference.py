@@ -1,6 +1,6 @@
 """How much does weight sharing slow training down, and which decisions cause it?
 
-    python bench/supernet_interference.py [--steps 120] [--data PATH.npz] [--genotype-seed 3]
+    python bench/supernet_interference.py [--steps 120] [--data PATH.npz] [--genotype-seed 3] [--config C] [--each]
 
 Trains for the same number of steps (same batches, same cosine schedule, one thread) on the
 CIFAR-10 subset of ``configs/supernet_cifar.yaml``: one member alone (``build_model``), the same
@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--genotype-seed", type=int, default=3, help="which member is the fixed path")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "supernet_cifar.yaml")
+    ap.add_argument("--each", action="store_true", help="also one case per decision: only it random")
     args = ap.parse_args(argv)
     if not args.data.is_file():
         print(f"skipped: CIFAR-10 not found at {args.data} (pass --data PATH to cifar10_uint8.npz)")
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from search_space.model import build_model
 
     torch.set_num_threads(1)
-    cfg = load_config(ROOT / "configs" / "supernet_cifar.yaml",
+    cfg = load_config(args.config,
                       [f"data.path={args.data.resolve()}", "train.threads=1", "train.device=cpu"])
     space = SearchSpace.from_yaml(cfg.space)
     splits = Evaluator(cfg.data, cfg.train).prepare(space.resolution)
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
              ("random members, op families balanced", sampler(None, True)),
              ("only the op random", sampler(("op",))),
              ("all but the op random (MBConv6)", sampler(("kernel", "se", "skip", "channels", "layers")))]
+    if args.each:
+        cases += [(f"only the {k} random", sampler((k,))) for k in ("kernel", "se", "skip", "channels", "layers")]
     for name, draw in cases:
         torch.manual_seed(0)
         net = SuperNet(space, splits.num_classes, splits.in_channels)

@@ -36,7 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.claims import alive, claim  # noqa: E402 - after the path set-up
+
 DATA = ROOT.parent / "shared" / "datasets" / "cifar10_uint8.npz"
+MARKER = b"supernet_study"  # in the command line of this study's processes
 CONFIG = ROOT / "configs" / "supernet_cifar.yaml"
 SEARCH_SIZE = 1000  # the search the supernet's training is amortized over
 
@@ -79,30 +82,6 @@ def _log(msg: str) -> None:
     print(f"[{datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _claim(folder: Path, i: int) -> bool:
-    """Take candidate i of the shared stand-alone queue (a claim whose process died is taken over)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    p = folder / f"standalone-{i}"
-    for _ in range(2):
-        try:
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(p.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid == os.getpid():
-                return True
-            if pid and _alive(pid):
-                return False
-            p.unlink(missing_ok=True)
-            continue
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.close(fd)
-        return True
-    return False
-
-
 def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Path | None = None,
               reverse: bool = False) -> None:
     ev.prepare(gs[0].resolution)  # the data is loaded once, outside the timed evaluations
@@ -112,7 +91,7 @@ def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Pat
         key = g.to_string()
         done = {**_done(path), **(_done(path.parent / "main.jsonl") if claims else {}),
                 **(_done(path.parent / "standalone.jsonl") if claims else {})}
-        if (kind, key) in done or (claims is not None and not _claim(claims, i)):
+        if (kind, key) in done or (claims is not None and not claim(claims / f"standalone-{i}", MARKER)):
             continue
         t0 = time.perf_counter()
         r = ev.evaluate(g, seed)
@@ -129,7 +108,7 @@ def _setup(args: argparse.Namespace, out: Path):
     from nas.results import eval_seed
     from search_space import SearchSpace
 
-    cfg = load_config(CONFIG, _sets(args, out))
+    cfg = load_config(args.config, _sets(args, out))
     space = SearchSpace.from_yaml(cfg.space)
     gs = _candidates(space, args.candidates, args.seed)
     seeds = [eval_seed(cfg.search.seed, g.to_string()) for g in gs]
@@ -154,12 +133,7 @@ def run_standalone(args: argparse.Namespace, out: Path) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ProcessLookupError):
-        return False
-    return b"supernet_study" in cmd
+    return alive(pid, MARKER)
 
 
 def _start_child(args: argparse.Namespace, out: Path):
@@ -170,6 +144,7 @@ def _start_child(args: argparse.Namespace, out: Path):
             _log(f"stand-alone trainings already running (pid {pid})")
             return pid
     argv = [sys.executable, __file__, "--part", "standalone", "--out", str(out), "--data", str(args.data),
+            "--config", str(args.config),
             "--candidates", str(args.candidates), "--seed", str(args.seed), "--subset", str(args.subset),
             "--standalone-epochs", str(args.standalone_epochs), "--supernet-epochs", str(args.supernet_epochs)]
     log = open(out / "standalone.log", "a")
@@ -190,18 +165,31 @@ def run_main(args: argparse.Namespace, out: Path) -> int:
     cfg, gs, seeds = _setup(args, out)
     child = _start_child(args, out) if args.standalone_epochs > 0 else None
     sn_dir = out / "supernet"
+    sets_file = out / "main-sets.json"
+    if sets_file.is_file() and json.loads(sets_file.read_text()) != args.sn_set:
+        print(f"error: this study's supernet was started with --sn-set {json.loads(sets_file.read_text())}",
+              file=sys.stderr)
+        return 2
+    sets_file.write_text(json.dumps(args.sn_set) + "\n")
+    if args.sn_set:  # the supernet's own recipe; candidates keep the config's train section
+        from nas.config import load_config
+
+        sn_cfg = load_config(args.config, _sets(args, out) + args.sn_set)
+        cfg = dataclasses.replace(cfg, supernet=sn_cfg.supernet)
+    else:
+        sn_cfg = cfg
     ckpt = Path(cfg.supernet.checkpoint)
     if not ckpt.is_file():
         _log(f"training the supernet of {cfg.space} ({cfg.supernet.sampling}, {cfg.supernet.epochs:g} epochs) "
              f"in {sn_dir}")
-        s = train_supernet(cfg, sn_dir, resume=True, progress=args.progress)
+        s = train_supernet(sn_cfg, sn_dir, resume=True, progress=args.progress)
         _log(f"supernet trained: {s.steps} steps, {s.train_s:.0f} s of steps, largest {100 * (s.largest_acc or 0):.1f}%"
              f", smallest {100 * (s.smallest_acc or 0):.1f}%")
-    ev = Evaluator(cfg.data, cfg.train, cfg.supernet)
+    ev = Evaluator(cfg.data, sn_cfg.train, cfg.supernet)
     from search_space import SearchSpace
 
     space = SearchSpace.from_yaml(cfg.space)
-    check_for_search(ev, space, ev.prepare(space.resolution), str(CONFIG))
+    check_for_search(ev, space, ev.prepare(space.resolution), str(args.config))
     _evaluate("supernet", ev, gs, seeds, out / "main.jsonl")
     if args.proxy_epochs > 0:
         _evaluate("proxy", _trainer_evaluator(cfg, args.proxy_epochs), gs, seeds, out / "main.jsonl")
@@ -221,7 +209,8 @@ def run_main(args: argparse.Namespace, out: Path) -> int:
 
 def _variants(out: Path) -> list[tuple[str, Path, list[str]]]:
     """(kind, supernet folder, extra --set) of the main supernet and of every variant trained in `out`."""
-    found = [("supernet", out / "supernet", [])]
+    main_sets = out / "main-sets.json"
+    found = [("supernet", out / "supernet", json.loads(main_sets.read_text()) if main_sets.is_file() else [])]
     for spec in sorted(out.glob("variant-*.json")):
         v = json.loads(spec.read_text())
         found.append((f"supernet:{v['name']}", out / f"supernet-{v['name']}", v["sets"]))
@@ -272,7 +261,7 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs (shared with other jobs), torch {__import__('torch').__version__}, "
                    f"1 torch thread per process, 2 processes",
-        "space": str(Path(cfg.space).name), "candidates": len(keys),
+        "config": str(args.config.name), "space": str(Path(cfg.space).name), "candidates": len(keys),
         "train_images": int(round(cfg.data.subset * (1 - cfg.data.val_fraction))) if cfg.data.subset else None,
         "val_images": int(round(cfg.data.subset * cfg.data.val_fraction)) if cfg.data.subset else None,
         "supernet_recipe": dataclasses.asdict(cfg.supernet), "train_recipe": dataclasses.asdict(cfg.train),
@@ -348,7 +337,7 @@ def run_variant(args: argparse.Namespace, out: Path) -> int:
         return 2
     spec.write_text(json.dumps({"name": name, "sets": args.sn_set}) + "\n")
     folder = out / f"supernet-{name}"
-    cfg = load_config(CONFIG, _sets(args, out) + [f"supernet.checkpoint={folder / 'supernet.pt'}"] + args.sn_set)
+    cfg = load_config(args.config, _sets(args, out) + [f"supernet.checkpoint={folder / 'supernet.pt'}"] + args.sn_set)
     space = SearchSpace.from_yaml(cfg.space)
     gs = _candidates(space, args.candidates, args.seed)
     from nas.results import eval_seed
@@ -360,7 +349,7 @@ def run_variant(args: argparse.Namespace, out: Path) -> int:
         _log(f"variant {name}: {s.steps} steps, {s.train_s:.0f} s, largest {100 * (s.largest_acc or 0):.1f}%, "
              f"smallest {100 * (s.smallest_acc or 0):.1f}%")
     ev = Evaluator(cfg.data, cfg.train, cfg.supernet)
-    check_for_search(ev, space, ev.prepare(space.resolution), str(CONFIG))
+    check_for_search(ev, space, ev.prepare(space.resolution), str(args.config))
     _evaluate(f"supernet:{name}", ev, gs, seeds, out / f"variant-{name}.jsonl")
     return report(args, out)
 
@@ -369,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "supernet_study")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--config", type=Path, default=CONFIG, help="the supernet config (its space, data and recipe)")
     ap.add_argument("--resume", action="store_true", help="continue a study in --out")
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--seed", type=int, default=2024, help="which random members are the candidates")
@@ -380,13 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", action="store_true", help="only print and write the table from what is done")
     ap.add_argument("--variant", help="train and score another supernet recipe named so, on the same candidates")
     ap.add_argument("--sn-set", action="append", default=[], metavar="KEY=VALUE",
-                    help="with --variant: config overrides of its supernet training (repeatable)")
+                    help="config overrides of the supernet's training (repeatable), e.g. train.lr=0.1; "
+                         "the candidates' trainings keep the config's")
     ap.add_argument("--part", choices=["main", "standalone"], default="main", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.data.is_file():
         print(f"skipped: CIFAR-10 not found at {args.data} (pass --data PATH to cifar10_uint8.npz)")
         return 0
     args.data = args.data.resolve()
+    args.config = args.config.resolve()
     out = args.out.resolve()
     if args.report:
         return report(args, out)

@@ -6,9 +6,13 @@
     python -m latency info lut.json
     python -m latency export-probes configs/space_mnas.yaml --resolution 224 --out kit/
     python -m latency ingest kit/ --out phone_lut.json
+    python -m latency export-probes configs/space_mnas.yaml --calibration 20 --networks-only --out kit/
+    python -m latency ingest kit/ --out measurements.json      (a calibration-only kit)
+    python -m latency calibrate host_lut.json measurements.json --out device_lut.json
     python -m latency import-ofa mobile_lut.yaml --out ofa_lut.json
 
 Errors (missing file, foreign table, ...) print one line and exit with status 2.
+`validate --strict` exits with status 1 when its figure is not trustworthy (too noisy a machine).
 """
 from __future__ import annotations
 
@@ -95,7 +99,7 @@ def cmd_validate(a: argparse.Namespace) -> int:
     from .table import LatencyTable
     from .validate import validate
 
-    _check_ints(a, samples=(1, 100_000), **_TIMING_RANGES)
+    _check_ints(a, samples=(1, 100_000), retries=(0, 100), **_TIMING_RANGES)
     table = LatencyTable.load(a.lut)
     space = resolve_space(a.space) if a.space else None
     settings = None
@@ -108,30 +112,43 @@ def cmd_validate(a: argparse.Namespace) -> int:
                             runs=a.runs or base.runs, rounds=a.rounds or base.rounds, pin=not a.no_pin,
                             statistic=base.statistic, passes=a.passes or base.passes)
     t0 = time.perf_counter()
-    rep = validate(table, samples=a.samples, space=space, settings=settings, seed=a.seed, progress=not a.quiet)
+    rep = validate(table, samples=a.samples, space=space, settings=settings, seed=a.seed, progress=not a.quiet,
+                   max_spread=_percent(a.max_spread, "max-spread"), retries=a.retries,
+                   max_refused=_percent(a.max_refused, "max-refused"), max_drift=_percent(a.max_drift, "max-drift"),
+                   drift_correction=a.drift_correction)
     for line in rep.lines():
         print(line)
     print(f"({time.perf_counter() - t0:.1f} s; {table.device.get('cpu')}, {table.resolution}x{table.resolution})")
     if a.json:
         Path(a.json).write_text(json.dumps(rep.to_dict(), indent=1) + "\n")
-    return 0
+    # 1, not 2: the command worked, the machine was too noisy for its figure
+    return 1 if a.strict and not rep.trustworthy else 0
+
+
+def _percent(v: float, name: str) -> float:
+    """A percentage flag (5 means 5%) as a fraction; NaN, negative or absurd values are one line."""
+    from .errors import LatencyTableError
+
+    if not 0 <= v <= 1000:  # also NaN
+        raise LatencyTableError(f"--{name} {v}: expected a percentage from 0 to 1000")
+    return v / 100
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
     from search_space.genotype import parse
 
-    from .table import LatencyTable
+    from .predictor import open_table
 
-    table = LatencyTable.load(a.lut)
+    table = open_table(a.lut)
     for text in a.genotypes:
         print(f"{table.predict(parse(text)):.4f} ms  {text}")
     return 0
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    from .table import LatencyTable
+    from .predictor import open_table
 
-    t = LatencyTable.load(a.lut)
+    t = open_table(a.lut)
     kinds: dict[str, int] = {}
     for k in t.entries:
         kinds[k.split("-", 1)[0]] = kinds.get(k.split("-", 1)[0], 0) + 1
@@ -151,19 +168,67 @@ def cmd_export(a: argparse.Namespace) -> int:
     in_channels, num_classes = _shape(a)
     export_probes(a.space, a.out, resolution=a.resolution, num_classes=num_classes, in_channels=in_channels,
                   threads=a.threads, runs=a.runs, warmup=a.warmup, calibration_networks=a.calibration_networks,
-                  progress=not a.quiet, log=print)
+                  progress=not a.quiet, log=print, networks_only=a.networks_only)
+    out = "measurements.json" if a.networks_only else "lut.json"
     print(f"next: {Path(a.out) / 'run_probes.sh'} adb   (or: local --benchmark PATH), then "
-          f"python -m latency ingest {a.out} --out lut.json")
+          f"python -m latency ingest {a.out} --out {out}")
     return 0
 
 
 def cmd_ingest(a: argparse.Namespace) -> int:
-    from .ingest import ingest
+    from .errors import LatencyTableError
+    from .ingest import ingest, ingest_networks
 
     _check_ints(a, threads=_TIMING_RANGES["threads"])
     device = {"model": a.device, "cpu": a.cpu} if (a.device or a.cpu) else None
-    table, rep = ingest(a.paths, manifest=a.manifest, device=device, threads=a.threads)
+    try:
+        table, rep = ingest(a.paths, manifest=a.manifest, device=device, threads=a.threads)
+    except LatencyTableError as first:
+        # No probe results: a calibration-only kit's whole-network measurements, if it has them.
+        try:
+            meas, rep = ingest_networks(a.paths, manifest=a.manifest, device=device, threads=a.threads)
+        except LatencyTableError:
+            raise first from None
+        for line in rep.lines():
+            print(line)
+        meas.save(a.out)
+        print(f"wrote {a.out}: {len(meas.networks)} whole-network measurements (no probes); next: "
+              f"python -m latency calibrate HOST_LUT {a.out} --out device_lut.json")
+        return 0
     return _save(table, rep.lines(), a.out, f", calibration scale {table.scale:.4f}")
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from .build import resolve_space
+    from .calibrate import calibrate, load_measurements
+    from .table import LatencyTable
+
+    ridge = None if a.ridge == "auto" else _ridge(a.ridge)
+    overhead = {"auto": None, "on": True, "off": False}[a.overhead]
+    host = LatencyTable.load(a.host_lut)
+    meas = load_measurements(a.measurements)
+    space = resolve_space(a.space) if a.space else None
+    table, rep = calibrate(host, meas, kinds=a.kinds, ridge=ridge, overhead=overhead, fit_networks=a.networks,
+                           space=space)
+    if a.json:
+        Path(a.json).write_text(json.dumps({"factors": rep.fit.factor_map(), "overhead_ms": rep.fit.overhead_ms,
+                                            "one_scale": rep.fit.scale, "loo": rep.loo,
+                                            "loo_one_scale": rep.loo_one_scale, "holdout": rep.holdout,
+                                            "holdout_one_scale": rep.holdout_one_scale, "rows": rep.networks},
+                                           indent=1) + "\n")
+    return _save(table, rep.lines(), a.out, f" for {table.device.get('model') or table.device.get('source')}")
+
+
+def _ridge(text: str) -> float:
+    from .errors import LatencyTableError
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not (v >= 0):  # also NaN
+        raise LatencyTableError(f"--ridge {text}: expected auto or a number >= 0 (inf: one scale)")
+    return v
 
 
 def cmd_import_ofa(a: argparse.Namespace) -> int:
@@ -214,6 +279,16 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=2024)
     v.add_argument("--json", default=None, help="write per-network rows and statistics here")
     v.add_argument("--quiet", action="store_true")
+    v.add_argument("--max-spread", type=float, default=5.0, metavar="PCT",
+                   help="passes of a network further apart than this are noise: re-measure, then refuse (default 5)")
+    v.add_argument("--retries", type=int, default=2, help="extra passes for a network whose passes disagree")
+    v.add_argument("--max-refused", type=float, default=20.0, metavar="PCT",
+                   help="more networks refused than this: the figure is not trustworthy (default 20)")
+    v.add_argument("--max-drift", type=float, default=15.0, metavar="PCT",
+                   help="reference network time moving more than this: not trustworthy (default 15)")
+    v.add_argument("--drift-correction", action="store_true",
+                   help="score against drift-corrected measurements (default: as measured; both are printed)")
+    v.add_argument("--strict", action="store_true", help="exit with status 1 when the figure is not trustworthy")
     _add_timing_args(v, defaults=False)
     v.set_defaults(func=cmd_validate)
 
@@ -234,7 +309,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--runs", type=int, default=50)
     e.add_argument("--warmup", type=int, default=10)
-    e.add_argument("--calibration-networks", type=int, default=10)
+    e.add_argument("--calibration", "--calibration-networks", dest="calibration_networks", type=int, default=10,
+                   metavar="K", help="whole networks of the space to time, spread over size and kinds (default 10)")
+    e.add_argument("--networks-only", action="store_true",
+                   help="write only the calibration networks (to calibrate a host table), no probes")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_export)
 
@@ -246,6 +324,22 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--cpu", default=None, help="CPU/SoC name")
     g.add_argument("--threads", type=int, default=None)
     g.set_defaults(func=cmd_ingest)
+
+    c = sub.add_parser("calibrate", help="host table + whole networks timed on a device -> device table")
+    c.add_argument("host_lut", help="host table of the space (python -m latency build)")
+    c.add_argument("measurements", help="ingest's measurements.json, an ingested table, or a JSON list of "
+                                        "{genotype, measured_ms}")
+    c.add_argument("--out", required=True, help="device table JSON")
+    c.add_argument("--kinds", default="kernel-se",
+                   help="what gets its own factor: one, block, kernel, kernel-se (default), kernel-se-stride, ...")
+    c.add_argument("--ridge", default="auto", help="shrinkage toward one scale: auto (leave-one-out) or a number")
+    c.add_argument("--overhead", choices=("auto", "on", "off"), default="auto",
+                   help="fit a constant per-network overhead (auto: when leave-one-out says it helps)")
+    c.add_argument("--networks", type=int, default=None, metavar="K",
+                   help="fit on the first K measurements, score the others as held out")
+    c.add_argument("--space", default=None, help="space the networks must belong to (default: the host table's)")
+    c.add_argument("--json", default=None, help="write factors, errors and per-network rows here")
+    c.set_defaults(func=cmd_calibrate)
 
     o = sub.add_parser("import-ofa", help="convert a Once-for-All / ProxylessNAS YAML table")
     o.add_argument("file")

@@ -1,6 +1,7 @@
 """Build (or resume) a latency table for a search space by timing every probe with LiteRT."""
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -182,6 +183,36 @@ def calibration_genotypes(space: SearchSpace, n: int) -> list[Genotype]:
     return [space.sample(rng) for _ in range(n)]
 
 
+def measure_network_pass(genotypes: Sequence[Genotype], order: Sequence[int], resolution: int, num_classes: int,
+                         settings: Settings, batch: int = 8, in_channels: int = 3,
+                         bar: Any = None) -> dict[int, tuple[Timing, float]]:
+    """One pass over `genotypes[j]` for j in `order`, in batches each timed with the drift reference.
+
+    Returns index -> (timing, the batch's reference time in ms). A network's random weights come
+    from its index, so every pass of it times the same model.
+    """
+    from .emit import genotype_tflite
+
+    out: dict[int, tuple[Timing, float]] = {}
+    for i in range(0, len(order), batch):
+        idx = list(order[i:i + batch])
+        models = [genotype_tflite(genotypes[j], resolution, num_classes, seed=j, in_channels=in_channels)
+                  for j in idx]
+        timings, ref = time_with_reference(models, settings, genotypes[idx[0]].activation, resolution)
+        out.update((j, (t, ref)) for j, t in zip(idx, timings))
+        if bar is not None:
+            bar.update(len(idx))
+    return out
+
+
+def pass_order(n: int, p: int, prefix: str = "pass") -> list[int]:
+    """The order of pass `p` over `n` networks: as given first, then shuffled (other neighbours, later time)."""
+    order = list(range(n))
+    if p:
+        random.Random(f"{prefix}-{p}").shuffle(order)
+    return order
+
+
 def measure_networks(genotypes: Sequence[Genotype], resolution: int, num_classes: int, settings: Settings,
                      batch: int = 8, progress: bool = False, desc: str = "networks",
                      in_channels: int = 3) -> list[tuple[Timing, float]]:
@@ -189,27 +220,65 @@ def measure_networks(genotypes: Sequence[Genotype], resolution: int, num_classes
     pass with the lowest drift-corrected value and that pass's reference time (ms)."""
     from tqdm import tqdm
 
-    from .emit import genotype_tflite
-
     best: list[tuple[Timing, float] | None] = [None] * len(genotypes)
     stat = settings.statistic
     with tqdm(total=len(genotypes) * settings.passes, unit="net", disable=not progress, desc=desc) as bar:
         for p in range(settings.passes):
-            order = list(range(len(genotypes)))
-            if p:  # as for probes: other neighbours, later time; keep each network's best pass
-                random.Random(f"pass-{p}").shuffle(order)
-            for i in range(0, len(order), batch):
-                idx = order[i:i + batch]
-                models = [genotype_tflite(genotypes[j], resolution, num_classes, seed=j, in_channels=in_channels)
-                          for j in idx]
-                timings, ref = time_with_reference(models, settings, genotypes[idx[0]].activation, resolution)
-                for j, t in zip(idx, timings):
-                    old = best[j]
-                    if old is None or (drift_corrected(t.stat(stat), ref, 1.0)
-                                       < drift_corrected(old[0].stat(stat), old[1], 1.0)):
-                        best[j] = (t, ref)
-                bar.update(len(idx))
+            got = measure_network_pass(genotypes, pass_order(len(genotypes), p), resolution, num_classes, settings,
+                                       batch=batch, in_channels=in_channels, bar=bar)
+            for j, (t, ref) in got.items():
+                old = best[j]
+                if old is None or (drift_corrected(t.stat(stat), ref, 1.0)
+                                   < drift_corrected(old[0].stat(stat), old[1], 1.0)):
+                    best[j] = (t, ref)
     return [b for b in best if b is not None]
+
+
+def spread(a: float, b: float) -> float:
+    """Test-retest spread of two measurements of one network: |a - b| / their mean."""
+    return abs(a - b) / ((a + b) / 2) if a + b > 0 else 0.0
+
+
+def settle(values: Sequence[float], max_spread: float) -> tuple[float, float, bool]:
+    """(value, spread, agreed) of a network's passes: its two lowest must agree within `max_spread`.
+
+    Contention on a shared host only ever slows a run down, so the calm measurement is the lowest
+    one, and a second pass close to it confirms it; one slow outlier among the passes is then
+    harmless, while two passes far apart leave no way to tell which one is the network's speed.
+    """
+    lo = sorted(values)[:2]
+    s = spread(lo[0], lo[1]) if len(lo) == 2 else math.inf
+    return lo[0], s, s <= max_spread
+
+
+def measure_retest(genotypes: Sequence[Genotype], resolution: int, num_classes: int, settings: Settings,
+                   reading: Callable[[Timing, float], float], max_spread: float, retries: int, batch: int = 8,
+                   progress: bool = False, desc: str = "networks", in_channels: int = 3,
+                   ) -> list[list[tuple[Timing, float]]]:
+    """Every pass of every network: at least two shuffled passes, then up to `retries` more for those
+    whose two lowest `reading`s (of a timing and its reference time) disagree by more than `max_spread`."""
+    from tqdm import tqdm
+
+    n, n_passes = len(genotypes), max(2, settings.passes)  # test-retest needs two
+    passes: list[list[tuple[Timing, float]]] = [[] for _ in genotypes]
+
+    def run(order: Sequence[int], bar: Any) -> None:
+        got = measure_network_pass(genotypes, order, resolution, num_classes, settings, batch=batch,
+                                   in_channels=in_channels, bar=bar)
+        for j, v in got.items():
+            passes[j].append(v)
+
+    with tqdm(total=n * n_passes, unit="net", disable=not progress, desc=desc) as bar:
+        for p in range(n_passes):
+            run(pass_order(n, p), bar)
+        for r in range(retries):
+            todo = [j for j in range(n) if not settle([reading(t, ref) for t, ref in passes[j]], max_spread)[2]]
+            if not todo:
+                break
+            bar.total += len(todo)
+            bar.refresh()
+            run([todo[k] for k in pass_order(len(todo), n_passes + r, "retry")], bar)
+    return passes
 
 
 def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Settings, progress: bool = False) -> float:

@@ -1,8 +1,10 @@
 """Emit TFLite graphs from the torch modules of `search_space.model`, BatchNorm folded into convs.
 
 The op sequence is the one a converter produces for these modules: CONV_2D / DEPTHWISE_CONV_2D
-(a PAD first at stride 2), ReLU fused into the conv, Swish and SE gates as LOGISTIC + MUL, SE
-squeeze as MEAN(keep_dims), residual ADD, global pool as MEAN, classifier FULLY_CONNECTED.
+(a PAD first at stride 2), ReLU fused into the conv, Swish and SE gates as LOGISTIC + MUL,
+h-swish as HARD_SWISH, MobileNetV3's hard-sigmoid SE gate as ADD(+3, RELU6 fused) + MUL(1/6),
+SE squeeze as MEAN(keep_dims), residual ADD, global pool as MEAN, the MobileNetV3 feature mix
+and the classifier FULLY_CONNECTED.
 Graphs are float32 NHWC with batch 1.
 """
 from __future__ import annotations
@@ -12,21 +14,27 @@ import torch
 from torch import nn
 
 from search_space.genotype import Genotype, Stage, Stem
-from search_space.model import Block, ConvBNAct, GenotypeNet, SqueezeExcite
+from search_space.model import Block, ConvBNAct, GenotypeNet, SqueezeExcite, activation_name, make_activation
+from search_space.vocab import ACTIVATIONS, SE_GATES
 
 from . import tflite_builder as tb
 from .keys import BlockSpec, HeadSpec, InvokeSpec, Spec, StemSpec
 
+# How each activation of the vocabulary lowers: fused into the conv, or an op after it.
+_FUSED = {"relu": tb.ACT_RELU}
+_AFTER = {"swish": tb.swish, "hswish": tb.hard_swish}
+_GATES = {"sigmoid": tb.logistic, "hsigmoid": tb.hard_sigmoid}
+assert set(_FUSED) | set(_AFTER) == set(ACTIVATIONS) and set(_GATES) == set(SE_GATES)
+
 
 def _act_of(module: nn.Module | None) -> str | None:
-    """'swish', 'relu' or None for an activation module (or its absence)."""
+    """The vocabulary name of an activation module, or None for its absence."""
     if module is None:
         return None
-    if isinstance(module, nn.SiLU):
-        return "swish"
-    if isinstance(module, nn.ReLU):
-        return "relu"
-    raise TypeError(f"no TFLite lowering for activation {type(module).__name__}")
+    try:
+        return activation_name(module)
+    except ValueError:
+        raise TypeError(f"no TFLite lowering for activation {type(module).__name__}") from None
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -46,7 +54,7 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray
 def _conv(g: tb.Graph, x: int, conv: nn.Conv2d, w: np.ndarray, b: np.ndarray, act: str | None, name: str) -> int:
     """A conv (depthwise when grouped per channel) followed by its activation."""
     stride = conv.stride[0]
-    fused = tb.ACT_RELU if act == "relu" else tb.ACT_NONE
+    fused = _FUSED.get(act, tb.ACT_NONE) if act else tb.ACT_NONE
     depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
     if depthwise:
         y = tb.depthwise_conv2d(g, x, w.transpose(1, 2, 3, 0).astype(np.float32), b.astype(np.float32), stride,
@@ -55,8 +63,8 @@ def _conv(g: tb.Graph, x: int, conv: nn.Conv2d, w: np.ndarray, b: np.ndarray, ac
         y = tb.conv2d(g, x, w.transpose(0, 2, 3, 1).astype(np.float32), b.astype(np.float32), stride, fused, name)
     else:
         raise ValueError(f"{name}: grouped conv with {conv.groups} groups has no lowering here")
-    if act == "swish":
-        y = tb.swish(g, y, name + "/swish")
+    if act in _AFTER:
+        y = _AFTER[act](g, y, f"{name}/{act}")
     return y
 
 
@@ -69,11 +77,11 @@ def emit_conv_bn_act(g: tb.Graph, x: int, m: ConvBNAct, name: str = "conv") -> i
 
 
 def emit_se(g: tb.Graph, x: int, se: SqueezeExcite, name: str = "se") -> int:
-    """Squeeze-and-excitation: MEAN(keep_dims) -> 1x1 reduce + act -> 1x1 expand -> LOGISTIC -> MUL."""
+    """Squeeze-and-excitation: MEAN(keep_dims) -> 1x1 reduce + act -> 1x1 expand -> gate -> MUL."""
     s = tb.mean(g, x, keep_dims=True, name=name + "/squeeze")
     r = _conv(g, s, se.reduce, _np(se.reduce.weight), _np(se.reduce.bias), _act_of(se.act), name + "/reduce")
     e = _conv(g, r, se.expand, _np(se.expand.weight), _np(se.expand.bias), None, name + "/expand")
-    return tb.mul(g, x, tb.logistic(g, e, name + "/gate"), name + "/excite")
+    return tb.mul(g, x, _GATES[activation_name(se.gate)](g, e, name + "/gate"), name + "/excite")
 
 
 def emit_block(g: tb.Graph, x: int, block: Block, name: str = "block") -> int:
@@ -91,10 +99,19 @@ def emit_block(g: tb.Graph, x: int, block: Block, name: str = "block") -> int:
     return y
 
 
-def emit_head(g: tb.Graph, x: int, head: ConvBNAct, classifier: nn.Linear) -> int:
-    """Head: 1x1 conv + act -> global MEAN -> FULLY_CONNECTED (dropout is identity at inference)."""
+def emit_head(g: tb.Graph, x: int, head: ConvBNAct, classifier: nn.Linear, mix: nn.Sequential | None = None) -> int:
+    """Head: 1x1 conv + act -> global MEAN -> [FULLY_CONNECTED + act: MobileNetV3's mix] -> FULLY_CONNECTED.
+
+    Dropout is the identity at inference.
+    """
     y = emit_conv_bn_act(g, x, head, "head/conv")
     y = tb.mean(g, y, keep_dims=False, name="head/pool")
+    if mix is not None:
+        fc, act = mix[0], _act_of(mix[1])
+        y = tb.fully_connected(g, y, _np(fc.weight).astype(np.float32), _np(fc.bias).astype(np.float32), "head/mix",
+                               _FUSED.get(act, tb.ACT_NONE))
+        if act in _AFTER:
+            y = _AFTER[act](g, y, f"head/mix/{act}")
     return tb.fully_connected(g, y, _np(classifier.weight).astype(np.float32),
                               _np(classifier.bias).astype(np.float32), "head/fc")
 
@@ -113,7 +130,7 @@ def network_tflite(net: GenotypeNet, resolution: int | None = None) -> bytes:
     y = emit_conv_bn_act(g, x, net.stem, "stem")
     for i, blk in enumerate(net.blocks):
         y = emit_block(g, y, blk, f"block{i}")
-    g.outputs = [emit_head(g, y, net.head, net.classifier)]
+    g.outputs = [emit_head(g, y, net.head, net.classifier, net.mix)]
     return g.finish()
 
 
@@ -124,7 +141,7 @@ def module_tflite(module: nn.Module, input_hwc: tuple[int, int, int]) -> bytes:
     if isinstance(module, Block):
         y = emit_block(g, x, module)
     elif isinstance(module, HeadModule):
-        y = emit_head(g, x, module.conv, module.classifier)
+        y = emit_head(g, x, module.conv, module.classifier, module.mix)
     elif isinstance(module, ConvBNAct):
         y = emit_conv_bn_act(g, x, module, "stem")
     else:
@@ -143,15 +160,17 @@ def trivial_tflite(channels: int = 1) -> bytes:
 
 # ---- modules with random weights, for probes and tests ------------------------------------------
 class HeadModule(nn.Module):
-    """The network head alone: 1x1 conv + BN + act, global average pool, linear classifier."""
+    """The network head alone: 1x1 conv + BN + act, global average pool, [feature mix + act], linear classifier."""
 
-    def __init__(self, c_in: int, channels: int, num_classes: int, act: str) -> None:
+    def __init__(self, c_in: int, channels: int, num_classes: int, act: str, mix: int = 0) -> None:
         super().__init__()
         self.conv = ConvBNAct(c_in, channels, 1, act=act)
-        self.classifier = nn.Linear(channels, num_classes)
+        self.mix = nn.Sequential(nn.Linear(channels, mix), make_activation(act)) if mix else None
+        self.classifier = nn.Linear(mix or channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.conv(x).mean((2, 3)))
+        y = self.conv(x).mean((2, 3))
+        return self.classifier(y if self.mix is None else self.mix(y))
 
 
 def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -168,10 +187,11 @@ def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
     return module.eval()
 
 
-def make_block(stage: Stage, c_in: int, c_out: int, stride: int, act: str, seed: int = 0) -> Block:
+def make_block(stage: Stage, c_in: int, c_out: int, stride: int, act: str, seed: int = 0,
+               se_gate: str = "sigmoid") -> Block:
     """A torch Block with random weights, in eval mode."""
     torch.manual_seed(seed)
-    return randomize(Block(stage, c_in, c_out, stride, act), seed)
+    return randomize(Block(stage, c_in, c_out, stride, act, se_gate=se_gate), seed)
 
 
 def make_stem(stem: Stem, in_channels: int, act: str, seed: int = 0) -> ConvBNAct:
@@ -180,10 +200,10 @@ def make_stem(stem: Stem, in_channels: int, act: str, seed: int = 0) -> ConvBNAc
     return randomize(ConvBNAct(in_channels, stem.channels, stem.kernel, stem.stride, act=act), seed)
 
 
-def make_head(c_in: int, channels: int, num_classes: int, act: str, seed: int = 0) -> HeadModule:
+def make_head(c_in: int, channels: int, num_classes: int, act: str, seed: int = 0, mix: int = 0) -> HeadModule:
     """A HeadModule with random weights, in eval mode."""
     torch.manual_seed(seed)
-    return randomize(HeadModule(c_in, channels, num_classes, act), seed)
+    return randomize(HeadModule(c_in, channels, num_classes, act, mix), seed)
 
 
 def make_network(genotype: Genotype, num_classes: int = 1000, seed: int = 0,
@@ -226,9 +246,9 @@ def spec_tflite(spec: Spec, seed: int = 0) -> bytes:
     if isinstance(spec, StemSpec):
         m: nn.Module = make_stem(Stem(spec.c_out, spec.kernel, spec.stride), spec.c_in, spec.act, seed)
     elif isinstance(spec, BlockSpec):
-        m = make_block(spec.stage(), spec.c_in, spec.c_out, spec.stride, spec.act, seed)
+        m = make_block(spec.stage(), spec.c_in, spec.c_out, spec.stride, spec.act, seed, spec.se_gate)
     elif isinstance(spec, HeadSpec):
-        m = make_head(spec.c_in, spec.channels, spec.num_classes, spec.act, seed)
+        m = make_head(spec.c_in, spec.channels, spec.num_classes, spec.act, seed, spec.mix)
     else:
         raise TypeError(f"not a probe spec: {spec!r}")
     return module_tflite(m, spec.input_hwc)

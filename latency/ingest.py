@@ -13,6 +13,7 @@ from search_space.files import read_text
 from search_space.genotype import parse as parse_genotype
 
 from .build import set_calibration
+from .calibrate import Measurements
 from .errors import LatencyTableError
 from .keys import genotype_keys, parse_key
 from .probes import LOGS_DIR, MANIFEST_FORMAT
@@ -83,6 +84,7 @@ class IngestReport:
 
     entries: int = 0
     networks: int = 0
+    logs: int = 0
     failed: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
@@ -147,19 +149,16 @@ def _read_device_txt(path: Path) -> dict[str, str]:
     return out
 
 
-def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
-           device: Mapping[str, Any] | None = None, threads: int | None = None) -> tuple[LatencyTable, IngestReport]:
-    """A table from benchmark_model logs: a kit folder, a logs folder, or log files named `<key>.log`.
-
-    Device metadata comes from the kit's logs/device.txt, then `device` overrides it.
-    """
+def _read_kit(paths: Iterable[str | Path], manifest: str | Path | None, device: Mapping[str, Any] | None,
+              threads: int | None) -> tuple[LatencyTable, IngestReport, dict[str, Any], dict[str, dict[str, Any]]]:
+    """Probe entries in a metadata-less table, the report, the manifest, and each network log's entry by name."""
     paths = list(paths)
     logs, found_manifest, device_txt = _collect(paths)
     man = _read_manifest(Path(manifest)) if manifest else (_read_manifest(found_manifest) if found_manifest else {})
     networks = {n["name"]: n for n in man.get("networks", [])}
     rep = IngestReport()
     table = LatencyTable()
-    net_times: dict[str, float] = {}
+    net_entries: dict[str, dict[str, Any]] = {}
     seen_threads: set[int] = set()
     for log in logs:
         name = log.stem
@@ -168,7 +167,9 @@ def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
             if res is None:
                 rep.failed.append(log.name)
             else:
-                net_times[name] = res.entry()["median_ms"]
+                net_entries[name] = res.entry()
+                if res.threads is not None:
+                    seen_threads.add(res.threads)
             continue
         try:
             parse_key(name)
@@ -182,9 +183,7 @@ def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
         if res.threads is not None:
             seen_threads.add(res.threads)
     rep.entries = len(table)
-    if not table.entries:  # a 0-entry table would only fail later, in the search
-        why = "; ".join(rep.lines()[1:]) or "only calibration networks' logs"
-        raise LatencyTableError(f"no benchmark results in {len(logs)} log(s) ({why}); nothing to write")
+    rep.logs = len(logs)
     rep.missing = [p["key"] for p in man.get("probes", []) if p["key"] not in table]
     dev: dict[str, Any] = {"source": "benchmark_model"}
     if device_txt:
@@ -204,16 +203,58 @@ def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
     }
     if "space" in man:
         table.meta["space"] = man["space"]
-    nets = []
-    for name, ms in sorted(net_times.items()):
-        g = parse_genotype(networks[name]["genotype"])
+    nets = {name: dict(e, genotype=networks[name]["genotype"]) for name, e in net_entries.items()}
+    return table, rep, man, nets
+
+
+def ingest(paths: Iterable[str | Path], manifest: str | Path | None = None,
+           device: Mapping[str, Any] | None = None, threads: int | None = None) -> tuple[LatencyTable, IngestReport]:
+    """A table from benchmark_model logs: a kit folder, a logs folder, or log files named `<key>.log`.
+
+    Device metadata comes from the kit's logs/device.txt, then `device` overrides it.
+    """
+    table, rep, _, nets = _read_kit(paths, manifest, device, threads)
+    if not table.entries:  # a 0-entry table would only fail later, in the search
+        why = "; ".join(rep.lines()[1:]) or "only calibration networks' logs"
+        if nets:
+            why += ("; a calibration-only kit: `python -m latency ingest` writes its measurements, "
+                    "then `python -m latency calibrate HOST_LUT MEASUREMENTS`")
+        raise LatencyTableError(f"no benchmark results in {rep.logs} log(s) ({why}); nothing to write")
+    calib = []
+    for _, n in sorted(nets.items()):
+        g = parse_genotype(n["genotype"])
         keys = genotype_keys(g, table.resolution, table.num_classes, table.in_channels)
         if all(k in table for k in keys):
-            nets.append({"genotype": g.to_string(), "measured_ms": ms, "sum_ms": round(table.sum_keys(keys, False), 6)})
-    if nets:
-        set_calibration(table, nets)
-    rep.networks = len(nets)
+            calib.append({"genotype": g.to_string(), "measured_ms": n["median_ms"],
+                          "sum_ms": round(table.sum_keys(keys, False), 6)})
+    if calib:
+        set_calibration(table, calib)
+    rep.networks = len(calib)
     return table, rep
+
+
+def ingest_networks(paths: Iterable[str | Path], manifest: str | Path | None = None,
+                    device: Mapping[str, Any] | None = None, threads: int | None = None
+                    ) -> tuple[Measurements, IngestReport]:
+    """The whole-network measurements of a kit (its calibration networks), for `latency.calibrate`.
+
+    Reads the same logs as `ingest`; a kit without a manifest (which names the networks'
+    genotypes) or without a timed network is a LatencyTableError.
+    """
+    table, rep, man, nets = _read_kit(paths, manifest, device, threads)
+    if not man:
+        raise LatencyTableError("no manifest.json found beside the logs: it names the calibration networks' "
+                                "genotypes; pass --manifest")
+    if not nets:
+        why = "; ".join(rep.lines()[1:]) or f"the manifest lists {len(man.get('networks', []))}"
+        raise LatencyTableError(f"no calibration network results in the logs ({why}); nothing to write")
+    rows = [{"name": name, "genotype": n["genotype"], "measured_ms": n["median_ms"],
+             **{k: v for k, v in n.items() if k not in ("median_ms", "genotype")}}
+            for name, n in sorted(nets.items())]
+    rep.networks = len(rows)
+    m = table.meta
+    return Measurements(rows, device=m["device"], measurement=m["measurement"], resolution=m["resolution"],
+                        num_classes=m["num_classes"], in_channels=m["in_channels"]), rep
 
 
 def _infer_resolution(table: LatencyTable) -> int | None:

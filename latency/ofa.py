@@ -10,11 +10,13 @@ Their keys (values `{count, mean, std}` in ms)::
 
 Mapping: `expanded_conv` is our ``ir`` block with expansion = expanded channels / input channels
 (MobileNetV3-style keys, with `se:`/`hs:`, give expanded channels; ProxylessNAS keys give the
-ratio itself); `se:1` becomes our SE ratio 0.25 (theirs squeezes the expanded width, so the
-entry is an approximation); `hs:1` (h-swish) has no counterpart and is skipped; ReLU/ReLU6
-become ``relu``. The stem maps only for ProxylessNAS tables (MobileNetV3's stem is h-swish), and
-the head only where Conv_1 + Logits form our head (1x1 conv, pool, classifier) — MobileNetV3's
-extra feature-mix conv (Conv_2) does not.
+ratio itself). In a MobileNetV3 table `se:1` is MobileNetV3's SE (ratio 0.25 of the expanded
+width, hard-sigmoid: our ``hse0.25``), `hs:1` is ``hswish`` and `hs:0` ``relu``, the stem
+(`Conv`) is h-swish, and the head is the sum of `Conv_1` (1x1 conv + h-swish), `AvgPool2D`,
+`Conv_2` (the feature mix) and `Logits`: our ``head-...-mix<M>-...-hswish``. In a ProxylessNAS
+table ReLU/ReLU6 become ``relu`` and the head is `Conv_1` + `Logits` (1x1 conv, pool,
+classifier). So OFA's Note10 tables map completely: every member of `configs/space_mbv3.yaml`
+has a prediction at each of their resolutions.
 """
 from __future__ import annotations
 
@@ -35,14 +37,19 @@ from .table import LatencyTable
 
 @dataclass
 class ImportReport:
-    """Mapped and skipped counts, with skip reasons."""
+    """Counts of source entries mapped (a head maps from 2 or 4 of them) and skipped, with skip reasons."""
 
     mapped: int = 0
     skipped: Counter = field(default_factory=Counter)
 
+    @property
+    def total(self) -> int:
+        """Entries in the source table."""
+        return self.mapped + sum(self.skipped.values())
+
     def lines(self) -> list[str]:
         """Human-readable summary."""
-        out = [f"mapped {self.mapped} entries, skipped {sum(self.skipped.values())}"]
+        out = [f"mapped {self.mapped} of {self.total} entries, skipped {sum(self.skipped.values())}"]
         out += [f"  skipped {n}: {why}" for why, n in self.skipped.most_common()]
         return out
 
@@ -94,6 +101,9 @@ def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTa
     table = LatencyTable()
     conv1: list[tuple[tuple[int, ...], tuple[int, ...], Mapping[str, Any]]] = []
     logits: dict[tuple[int, ...], list[tuple[int, Mapping[str, Any]]]] = {}
+    # MobileNetV3 head pieces by input shape: pool and feature mix (output, value).
+    pools: dict[tuple[int, ...], list[Mapping[str, Any]]] = {}
+    mixes: dict[tuple[int, ...], list[tuple[tuple[int, ...], Mapping[str, Any]]]] = {}
     resolution = None
     for key, val in doc.items():
         try:
@@ -112,36 +122,54 @@ def import_ofa(doc: Mapping[str, Any], source: str = "<ofa>") -> tuple[LatencyTa
             else:
                 rep.mapped += 1
         elif kind == "Conv":
-            if mbv3:
-                rep.skipped["stem: MobileNetV3 stem is h-swish"] += 1
-                continue
             h, w, c = cin
             stride = max(1, round(h / cout[0]))
-            table.set(StemSpec(h, w, c, cout[2], 3, stride, "relu").key, _entry(val), source)
+            table.set(StemSpec(h, w, c, cout[2], 3, stride, "hswish" if mbv3 else "relu").key, _entry(val), source)
             resolution = h
             rep.mapped += 1
         elif kind == "Conv_1":
             conv1.append((cin, cout, val))
         elif kind == "Logits":
             logits.setdefault(cin, []).append((cout[-1], val))
+        elif kind == "AvgPool2D" and mbv3:
+            pools.setdefault(cin, []).append(val)
+        elif kind == "Conv_2" and mbv3:
+            mixes.setdefault(cin, []).append((cout, val))
         else:
-            rep.skipped[f"{kind}: no counterpart in our head (1x1 conv, pool, classifier)"] += 1
+            rep.skipped[f"{kind}: no counterpart in our head (1x1 conv, pool, [feature mix], classifier)"] += 1
+    used_pools: set[tuple[int, ...]] = set()
+    used_mixes: set[tuple[int, ...]] = set()
+    used_logits: set[tuple[int, ...]] = set()
     for cin, cout, val in conv1:
+        # Each Conv_1 chains to the pieces whose input is its output (shared pieces count once).
+        if not mbv3:
+            chains = [([val, lv], n, 0, [cout]) for n, lv in logits.get(cout, [])]
+        else:
+            pooled = (1, 1, cout[2])
+            chains = [([val, pv, mv, lv], n, mout[2], [mout])
+                      for pv in pools.get(cout, []) for mout, mv in mixes.get(pooled, [])
+                      for n, lv in logits.get(mout, [])]
+        if not chains:
+            rep.skipped["Conv_1 without the rest of its head (" + ("AvgPool2D, Conv_2, " if mbv3 else "")
+                        + "Logits)"] += 1
+            continue
+        rep.mapped += 1
         if mbv3:
-            rep.skipped["Conv_1: MobileNetV3 head is h-swish with an extra feature-mix conv"] += 1
-            continue
-        matches = logits.pop(cout, [])
-        if not matches:
-            rep.skipped["Conv_1 without a matching Logits entry"] += 1
-            continue
-        for n, lv in matches:
-            e1, e2 = _entry(val), _entry(lv)
-            table.set(HeadSpec(cin[0], cin[1], cin[2], cout[2], n, "relu").key, {
-                "median_ms": e1["median_ms"] + e2["median_ms"], "count": min(e1["count"], e2["count"]),
-                "std_ms": math.sqrt(e1["std_ms"] ** 2 + e2["std_ms"] ** 2), "statistic": "mean"}, source)
-            rep.mapped += 1
-    for rest in logits.values():
-        rep.skipped["Logits without a matching Conv_1 entry"] += len(rest)
+            used_pools.add(cout)
+            used_mixes.add((1, 1, cout[2]))
+        for parts, n, mix, logit_in in chains:
+            used_logits.update(logit_in)
+            es = [_entry(v) for v in parts]
+            table.set(HeadSpec(cin[0], cin[1], cin[2], cout[2], n, "hswish" if mbv3 else "relu", mix).key, {
+                "median_ms": sum(e["median_ms"] for e in es), "count": min(e["count"] for e in es),
+                "std_ms": math.sqrt(sum(e["std_ms"] ** 2 for e in es)), "statistic": "mean"}, source)
+    for what, pieces, used in (("AvgPool2D", pools, used_pools), ("Conv_2", mixes, used_mixes),
+                               ("Logits", logits, used_logits)):
+        for k, vals in pieces.items():
+            if k in used:
+                rep.mapped += len(vals)
+            else:
+                rep.skipped[f"{what} without a matching Conv_1 head"] += len(vals)
     heads = [k for k in table.entries if k.startswith("head-")]
     table.meta = {
         "device": {"source": "import-ofa", "file": source,
@@ -162,8 +190,6 @@ def _map_block(table: LatencyTable, cin: tuple[int, ...], cout: tuple[int, ...],
     h, w, c_in = cin
     ho, wo, c_out = cout
     k, s, skip = int(f["kernel"]), int(f["stride"]), int(f.get("idskip", 0))
-    if int(f.get("hs", 0)):
-        return "expanded_conv with h-swish (hs:1)"
     e_raw = int(f["expand"])
     # MobileNetV3-style keys give the expanded width; ProxylessNAS keys give the ratio.
     mid = e_raw if (mbv3 or e_raw > 12) else e_raw * c_in
@@ -174,5 +200,7 @@ def _map_block(table: LatencyTable, cin: tuple[int, ...], cout: tuple[int, ...],
     if skip and not (s == 1 and c_in == c_out):
         return "idskip:1 on a shape-changing block"
     se = 0.25 if int(f.get("se", 0)) else 0.0
-    table.set(BlockSpec(h, w, c_in, c_out, k, s, "ir", mid // c_in, se, bool(skip), "relu").key, _entry(val), source)
+    act = "hswish" if int(f.get("hs", 0)) else "relu"
+    spec = BlockSpec(h, w, c_in, c_out, k, s, "ir", mid // c_in, se, bool(skip), act, "hsigmoid" if mbv3 else "sigmoid")
+    table.set(spec.key, _entry(val), source)
     return None

@@ -11,7 +11,17 @@ from search_space.genotype import Genotype
 from .errors import LatencyTableError
 from .keys import genotype_keys, parse_key
 from .measure import Settings, host_metadata
+from .ofa import import_ofa, load_ofa_yaml
 from .table import LatencyTable
+
+
+def open_table(path: str | Path) -> LatencyTable:
+    """A latency table file: ours (JSON), or an OFA / ProxylessNAS YAML table imported as it is read."""
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        table, _ = import_ofa(load_ofa_yaml(path), source=str(path))
+        table.path = Path(path)
+        return table
+    return LatencyTable.load(path)
 
 
 class Predictor:
@@ -103,7 +113,7 @@ def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str 
                             settings=Settings(threads=threads), num_classes=num_classes, in_channels=in_channels,
                             progress=progress)
     else:
-        table = LatencyTable.load(lut)
+        table = open_table(lut)
         for fmt, have, want in (("resolution {}", table.resolution, resolution),
                                 ("{} classes", table.num_classes, num_classes),
                                 ("{} input channel(s)", table.in_channels, in_channels)):

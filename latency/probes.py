@@ -10,7 +10,9 @@ from typing import Any
 from search_space.files import atomic_write_bytes
 from search_space.space import SearchSpace
 
-from .build import calibration_genotypes, resolve_space, space_meta
+from .build import resolve_space, space_meta
+from .calibrate import spread_genotypes
+from .errors import LatencyTableError
 from .keys import space_specs
 
 MANIFEST_FORMAT = "hwnas-latency-probes"
@@ -23,10 +25,13 @@ LOGS_DIR = "logs"
 def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resolution: int | None = None,
                   num_classes: int = 1000, in_channels: int = 3, threads: int = 1, runs: int = 50,
                   warmup: int = 10, calibration_networks: int = 10, progress: bool = True,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  log: Callable[[str], None] | None = None, networks_only: bool = False) -> dict[str, Any]:
     """Write probes/<key>.tflite, networks/calib-NN.tflite, manifest.json and run_probes.sh; returns the manifest.
 
-    Existing probe files are kept (an interrupted export resumes).
+    The calibration networks are whole members of the space spread over size and block kinds
+    (`latency.calibrate.spread_genotypes`); with `networks_only` no probe is written, for a kit
+    that only calibrates a host table (`python -m latency calibrate`). Existing files are kept
+    (an interrupted export resumes).
     """
     from tqdm import tqdm
 
@@ -35,16 +40,19 @@ def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resoluti
     space = resolve_space(space) if not isinstance(space, SearchSpace) else space
     res = int(resolution or space.resolution)
     out = Path(out_dir)
-    (out / PROBES_DIR).mkdir(parents=True, exist_ok=True)
+    if networks_only and calibration_networks < 1:
+        raise LatencyTableError("--networks-only needs --calibration K with K >= 1: the kit would be empty")
+    if not networks_only:
+        (out / PROBES_DIR).mkdir(parents=True, exist_ok=True)
     (out / NETWORKS_DIR).mkdir(parents=True, exist_ok=True)
-    specs = space_specs(space, res, num_classes, in_channels)
+    specs = [] if networks_only else space_specs(space, res, num_classes, in_channels)
     probes = []
     for s in tqdm(specs, unit="probe", disable=not progress, desc="export probes"):
         rel = f"{PROBES_DIR}/{s.key}.tflite"  # keys are file-name safe by design
         _write_once(out / rel, lambda s=s: spec_tflite(s))
         probes.append({"key": s.key, "kind": s.kind, "file": rel})
     networks = []
-    for i, g in enumerate(calibration_genotypes(space, calibration_networks)):
+    for i, g in enumerate(spread_genotypes(space, calibration_networks, res, num_classes, in_channels)):
         name = f"calib-{i:02d}"
         rel = f"{NETWORKS_DIR}/{name}.tflite"
         _write_once(out / rel, lambda g=g: genotype_tflite(g, res, num_classes, in_channels=in_channels))
@@ -56,13 +64,15 @@ def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resoluti
         "space": space_meta(space),
         "benchmark": {"threads": threads, "runs": runs, "warmup": warmup},
         "probes": probes, "networks": networks,
+        "calibration": {"networks": len(networks), "choice": "spread over size and block kinds",
+                        "networks_only": networks_only},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     script = out / "run_probes.sh"
     script.write_text(run_script(threads, runs, warmup))
     script.chmod(0o755)
     if log:
-        size = sum(f.stat().st_size for f in (out / PROBES_DIR).glob("*.tflite"))
+        size = sum(f.stat().st_size for d in (PROBES_DIR, NETWORKS_DIR) for f in (out / d).glob("*.tflite"))
         log(f"wrote {len(probes)} probes and {len(networks)} calibration networks "
             f"({size / 1e6:.1f} MB) to {out}")
     return manifest
@@ -90,7 +100,8 @@ _SCRIPT = r"""#!/usr/bin/env bash
 # `adb push benchmark_model /data/local/tmp/ && adb shell chmod +x /data/local/tmp/benchmark_model`),
 # and pulls the logs. local: runs a benchmark_model binary of this (Linux) board.
 # Options: --threads N --runs N --warmup N --cpu-mask HEX (taskset, e.g. f0 = big cores)
-# Then: python -m latency ingest <this folder> --out lut.json
+# Then: python -m latency ingest <this folder> --out lut.json (a calibration-only kit: --out
+# measurements.json, then python -m latency calibrate HOST_LUT measurements.json --out device_lut.json)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -123,8 +134,9 @@ case "$MODE" in
     ADB="adb"; [ -n "$SERIAL" ] && ADB="adb -s $SERIAL"
     BENCH="${BENCH:-/data/local/tmp/benchmark_model}"
     $ADB shell "mkdir -p $DEVICE_DIR/probes $DEVICE_DIR/networks $DEVICE_DIR/logs"
-    $ADB push probes "$DEVICE_DIR/" >/dev/null
-    $ADB push networks "$DEVICE_DIR/" >/dev/null
+    for d in probes networks; do  # a calibration-only kit has no probes/
+      if [ -d "$d" ]; then $ADB push "$d" "$DEVICE_DIR/" >/dev/null; fi
+    done
     prop() { $ADB shell getprop "$1" | tr -d '\r' || true; }  # a missing property is no reason to stop
     DEVICE_INFO="model=$(prop ro.product.model)
 soc=$(prop ro.soc.model)

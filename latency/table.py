@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,21 @@ class LatencyTable:
             raise LatencyTableError(f"latency table{self._where()} predicts {total!r} ms for a network; "
                                     "the table is corrupt")
         return total
+
+    def breakdown(self, keys: Iterable[str], kind_of: Callable[[str], str]) -> dict[str, float]:
+        """Per-kind parts of the uncalibrated prediction (ms); they add up to `sum_keys(keys, calibrated=False)`.
+
+        Each entry contributes its value less the invoke overhead to `kind_of(key)`; the overhead
+        itself, paid once per network, is the part named `invoke`. Device calibration fits one
+        factor per kind on these parts (see `latency.calibrate`).
+        """
+        o = self.overhead_ms
+        parts: dict[str, float] = {INVOKE_KEY: o}
+        value = self.value
+        for k in keys:
+            kind = kind_of(k)
+            parts[kind] = parts.get(kind, 0.0) + value(k) - o
+        return parts
 
     def predict(self, g: Genotype, resolution: int | None = None, num_classes: int | None = None,
                 calibrated: bool = True) -> float:

@@ -20,6 +20,7 @@ BUFFER_ALIGNMENT = 16
 
 ACT_NONE = "none"
 ACT_RELU = "relu"
+ACT_RELU6 = "relu6"
 
 
 class Graph:
@@ -130,7 +131,8 @@ class _AlignedBuffer:
 # ---- the ops a converter emits for our networks -----------------------------------------------
 def _act_code(act: str) -> int:
     s = schema()
-    return {ACT_NONE: s.ActivationFunctionType.NONE, ACT_RELU: s.ActivationFunctionType.RELU}[act]
+    return {ACT_NONE: s.ActivationFunctionType.NONE, ACT_RELU: s.ActivationFunctionType.RELU,
+            ACT_RELU6: s.ActivationFunctionType.RELU6}[act]
 
 
 def conv2d(g: Graph, x: int, weight: np.ndarray, bias: np.ndarray, stride: int, act: str = ACT_NONE,
@@ -228,11 +230,13 @@ def add(g: Graph, a: int, b: int, name: str = "add") -> int:
     return y
 
 
-def fully_connected(g: Graph, x: int, weight: np.ndarray, bias: np.ndarray, name: str = "fc") -> int:
-    """FULLY_CONNECTED with an (out, in) weight, as torch's Linear stores it."""
+def fully_connected(g: Graph, x: int, weight: np.ndarray, bias: np.ndarray, name: str = "fc",
+                    act: str = ACT_NONE) -> int:
+    """FULLY_CONNECTED with an (out, in) weight, as torch's Linear stores it (`act` fused)."""
     s = schema()
     y = g.tensor((g.shape(x)[0], weight.shape[0]), name)
     opt = s.FullyConnectedOptionsT()
+    opt.fusedActivationFunction = _act_code(act)
     g.op(s.BuiltinOperator.FULLY_CONNECTED, [x, g.const(weight, name + "/w"), g.const(bias, name + "/b")], [y],
          opt, s.BuiltinOptions.FullyConnectedOptions)
     return y
@@ -241,3 +245,22 @@ def fully_connected(g: Graph, x: int, weight: np.ndarray, bias: np.ndarray, name
 def swish(g: Graph, x: int, name: str = "swish") -> int:
     """x * sigmoid(x) as LOGISTIC + MUL, which is what converters emit for SiLU."""
     return mul(g, x, logistic(g, x, name + "/sigmoid"), name)
+
+
+def hard_swish(g: Graph, x: int, name: str = "hswish") -> int:
+    """HARD_SWISH (x * relu6(x + 3) / 6), TFLite's builtin for MobileNetV3's h-swish."""
+    s = schema()
+    y = g.tensor(g.shape(x), name)
+    g.op(s.BuiltinOperator.HARD_SWISH, [x], [y])
+    return y
+
+
+def hard_sigmoid(g: Graph, x: int, name: str = "hsigmoid") -> int:
+    """relu6(x + 3) / 6 as ADD (RELU6 fused) + MUL by a constant: TFLite has no hard-sigmoid builtin."""
+    s = schema()
+    shifted = g.tensor(g.shape(x), name + "/add3")
+    opt = s.AddOptionsT()
+    opt.fusedActivationFunction = _act_code(ACT_RELU6)
+    g.op(s.BuiltinOperator.ADD, [x, g.const(np.array([3.0], np.float32), name + "/three")], [shifted], opt,
+         s.BuiltinOptions.AddOptions)
+    return mul(g, shifted, g.const(np.array([1.0 / 6.0], np.float32), name + "/sixth"), name)

@@ -1,20 +1,37 @@
-"""Validate a table: predict random members of its space and compare with end-to-end measurements."""
+"""Validate a table: predict random members of its space and compare with end-to-end measurements.
+
+A validation figure is only as good as the measurements it is scored against. Every network is
+therefore timed in at least two independent passes (other batch neighbours, later in time), and
+the report states the noise of those measurements next to the accuracy: the test-retest spread,
+the share of networks whose passes agree (the ceiling any predictor can reach against them) and
+how far the drift reference moved during the run. A network whose passes disagree by more than
+`max_spread` is timed again (`retries` more passes); if its passes still disagree it is refused:
+left out of the accuracy figures, counted and named. Too many refusals, or a reference that
+drifted too far, make the run's verdict "not trustworthy" instead of a quiet wrong number.
+"""
 from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from search_space.space import SearchSpace
 
-from .build import calibration_genotypes, measure_networks
+from .build import calibration_genotypes, measure_retest, settle, spread
 from .errors import LatencyTableError
-from .measure import Settings, host_metadata
+from .measure import Settings, Timing, host_metadata
 from .table import LatencyTable, drift_corrected
 
 NN_METER_WITHIN_10 = 0.99  # nn-Meter, Pixel 4 CPU (TFLite): share of models within +-10%
+
+MAX_SPREAD = 0.05   # passes of one network further apart than this are noise: re-measure, then refuse
+RETRIES = 2         # extra passes for a network whose passes disagree
+MAX_REFUSED = 0.20  # above this share of refused networks the run's figure is not trustworthy
+MAX_DRIFT = 0.15    # ... and so it is when the reference network's time moved more than this (max/min - 1)
+BATCH = 10
 
 
 @dataclass
@@ -26,54 +43,186 @@ class ErrorStats:
     mean_error_pct: float
     within_5: float
     within_10: float
+    networks: int = 0
 
     @classmethod
-    def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> ErrorStats:
-        """Statistics over paired predictions and measurements (ms)."""
+    def of(cls, predicted: Sequence[float], measured: Sequence[float]) -> ErrorStats | None:
+        """Statistics over paired predictions and measurements (ms); None when there are none."""
         rel = [(p - m) / m for p, m in zip(predicted, measured)]
         n = len(rel)
+        if not n:
+            return None
         return cls(rmse_ms=math.sqrt(sum((p - m) ** 2 for p, m in zip(predicted, measured)) / n),
                    mape_pct=100 * sum(abs(r) for r in rel) / n, mean_error_pct=100 * sum(rel) / n,
-                   within_5=sum(abs(r) <= 0.05 for r in rel) / n, within_10=sum(abs(r) <= 0.10 for r in rel) / n)
+                   within_5=sum(abs(r) <= 0.05 for r in rel) / n, within_10=sum(abs(r) <= 0.10 for r in rel) / n,
+                   networks=n)
+
+    def line(self, name: str) -> str:
+        """One line of the text report."""
+        return (f"{name}: RMSE {self.rmse_ms:.3f} ms, mean abs error {self.mape_pct:.2f}%, mean error "
+                f"{self.mean_error_pct:+.2f}%, within +-5% {100 * self.within_5:.1f}%, "
+                f"within +-10% {100 * self.within_10:.1f}%")
+
+
+@dataclass
+class NoiseSummary:
+    """How repeatable the measurements of one validation run were (spreads as fractions)."""
+
+    networks: int
+    passes: int
+    median_spread: float
+    median_spread_uncorrected: float
+    median_spread_corrected: float
+    agree_5: float
+    agree_10: float
+    reference_min_ms: float
+    reference_max_ms: float
+    remeasured: int
+    refused: int
+
+    @property
+    def reference_drift(self) -> float:
+        """How far the reference network's time moved during the run: max / min - 1."""
+        return self.reference_max_ms / self.reference_min_ms - 1 if self.reference_min_ms > 0 else 0.0
+
+    @property
+    def refused_share(self) -> float:
+        """Share of the networks refused as noise."""
+        return self.refused / self.networks if self.networks else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (with the derived drift and refused share)."""
+        return {**asdict(self), "reference_drift": round(self.reference_drift, 6),
+                "refused_share": round(self.refused_share, 6)}
 
 
 @dataclass
 class ValidationReport:
-    """Per-network rows plus error statistics, calibrated and raw."""
+    """Per-network rows, the noise of the measurements, and error statistics on the accepted networks.
+
+    `calibrated` (the headline) and `raw` compare with the measurements as `drift_correction`
+    says; `corrected` and `uncorrected` give the prediction against both readings.
+    `including_refused` is what folding the refused networks in would have given: reported
+    for comparison, never as the figure.
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     calibrated: ErrorStats | None = None
     raw: ErrorStats | None = None
     uncorrected: ErrorStats | None = None
+    corrected: ErrorStats | None = None
+    including_refused: ErrorStats | None = None
+    noise: NoiseSummary | None = None
+    table_noise: dict[str, float] | None = None
+    drift_correction: bool = False
     scale: float = 1.0
     statistic: str = "median"
+    thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the figure is not trustworthy (empty: it is)."""
+        n, t = self.noise, self.thresholds
+        if n is None:
+            return []
+        out = []
+        if n.refused == n.networks:
+            out.append(f"every one of the {n.networks} networks was refused as noise")
+        elif n.refused_share > t.get("max_refused", MAX_REFUSED):
+            out.append(f"{100 * n.refused_share:.0f}% of the networks were refused as noise "
+                       f"(more than {100 * t.get('max_refused', MAX_REFUSED):.0f}%)")
+        if n.reference_drift > t.get("max_drift", MAX_DRIFT):
+            out.append(f"the reference network's time moved by {100 * n.reference_drift:.1f}% during the run "
+                       f"(more than {100 * t.get('max_drift', MAX_DRIFT):.0f}%)")
+        return out
+
+    @property
+    def trustworthy(self) -> bool:
+        """Whether the run was calm enough for its figure to mean something."""
+        return not self.problems
 
     def lines(self) -> list[str]:
         """Human-readable summary."""
-        out = list(self.notes) + [f"{len(self.rows)} networks, measured ({self.statistic} of runs) "
-               f"{min(r['measured_ms'] for r in self.rows):.2f}-{max(r['measured_ms'] for r in self.rows):.2f} ms"]
+        out = list(self.notes)
+        kept = [r for r in self.rows if not r["refused"]]
+        basis = "drift-corrected" if self.drift_correction else "no drift correction"
+        if kept:
+            out.append(f"{len(kept)} networks scored, measured ({self.statistic} of runs, {basis}) "
+                       f"{min(r['measured_ms'] for r in kept):.2f}-{max(r['measured_ms'] for r in kept):.2f} ms")
+        n = self.noise
+        if n is not None:
+            out.append(f"noise: test-retest spread of two passes, median {100 * n.median_spread:.1f}% "
+                       f"({100 * n.median_spread_uncorrected:.1f}% as measured, "
+                       f"{100 * n.median_spread_corrected:.1f}% drift-corrected); passes agree within +-5% for "
+                       f"{100 * n.agree_5:.0f}% and within +-10% for {100 * n.agree_10:.0f}% of networks "
+                       f"(the ceiling for any predictor); reference network drift {100 * n.reference_drift:.1f}% "
+                       f"({n.reference_min_ms:.3f}-{n.reference_max_ms:.3f} ms)")
+            ms = 100 * self.thresholds.get("max_spread", MAX_SPREAD)
+            retries = int(self.thresholds.get("retries", RETRIES))
+            out.append(f"re-measured {n.remeasured} of {n.networks} networks (passes more than {ms:g}% apart); "
+                       f"refused {n.refused} of {n.networks} networks as noise (still apart after up to "
+                       f"{retries} more passes), left out of the figures below")
+        tn = self.table_noise
+        if tn is not None:
+            lo, hi = tn["reference_min_ms"], tn["reference_max_ms"]
+            out.append(f"the table's own entries (two passes each, as built): median spread "
+                       f"{100 * tn['median_spread']:.1f}%, agree within +-5% for {100 * tn['agree_5']:.0f}% and "
+                       f"within +-10% for {100 * tn['agree_10']:.0f}%"
+                       + (f"; reference during the build {lo:.3f}-{hi:.3f} ms" if lo > 0 else ""))
+            if tn["median_spread"] > self.thresholds.get("max_spread", MAX_SPREAD):
+                # not a verdict on this run's figure, which measures the table truthfully, but its likely cause
+                out.append("warning: the table itself was measured under noise; a poor figure may be the table's, "
+                           "not the prediction model's: rebuild it in a calm period (build --overwrite)")
         for name, s in ((f"prediction (calibration scale {self.scale:.4f})", self.calibrated),
                         ("block sum alone (no calibration)", self.raw),
+                        ("prediction vs measurement with drift correction", self.corrected),
                         ("prediction vs measurement without drift correction", self.uncorrected)):
-            if s is None:
-                continue
-            out.append(f"{name}: RMSE {s.rmse_ms:.3f} ms, mean abs error {s.mape_pct:.2f}%, mean error "
-                       f"{s.mean_error_pct:+.2f}%, within +-5% {100 * s.within_5:.1f}%, "
-                       f"within +-10% {100 * s.within_10:.1f}%")
+            if s is not None:
+                out.append(s.line(name))
         c = self.calibrated
         if c is not None:
             gap = 100 * (c.within_10 - NN_METER_WITHIN_10)
             out.append(f"vs nn-Meter (99.0% within +-10% on a Pixel 4): {100 * c.within_10:.1f}% here "
                        f"({gap:+.1f} points)")
+        if n is not None and n.refused and self.including_refused is not None:
+            out.append(f"(folding the {n.refused} refused networks in would give "
+                       f"{100 * self.including_refused.within_10:.1f}% within +-10%: not a figure to quote)")
+        if self.trustworthy:
+            out.append("verdict: trustworthy (few networks refused, the reference stayed steady)")
+        else:
+            out.append("verdict: NOT TRUSTWORTHY: " + "; ".join(self.problems)
+                       + ". The machine was too noisy for this figure; validate again in a calmer period.")
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {"scale": self.scale, "statistic": self.statistic,
-                "calibrated": vars(self.calibrated) if self.calibrated else None,
-                "raw": vars(self.raw) if self.raw else None,
-                "uncorrected": vars(self.uncorrected) if self.uncorrected else None, "rows": self.rows}
+        """JSON form: statistics, noise summary, verdict and per-network rows with every pass."""
+        def stats(s: ErrorStats | None) -> dict[str, Any] | None:
+            return vars(s) if s else None
+
+        return {"scale": self.scale, "statistic": self.statistic, "drift_correction": self.drift_correction,
+                "trustworthy": self.trustworthy, "problems": self.problems, "thresholds": self.thresholds,
+                "noise": self.noise.to_dict() if self.noise else None, "table_noise": self.table_noise,
+                "calibrated": stats(self.calibrated), "raw": stats(self.raw), "corrected": stats(self.corrected),
+                "uncorrected": stats(self.uncorrected), "including_refused": stats(self.including_refused),
+                "rows": self.rows}
+
+
+def table_noise(table: LatencyTable) -> dict[str, float] | None:
+    """Test-retest of the table's own entries (first two passes, as measured); None without passes."""
+    stat, spreads, refs = table.statistic, [], []
+    for e in table.entries.values():
+        ps = e.get("passes") or []
+        refs += [float(p["ref_ms"]) for p in ps if p.get("ref_ms")]
+        vals = [float(p.get(f"{stat}_ms", p.get("median_ms", 0.0))) for p in ps[:2]]
+        if len(vals) == 2:
+            spreads.append(spread(*vals))
+    if not spreads:
+        return None
+    return {"entries": len(spreads), "median_spread": round(statistics.median(spreads), 6),
+            "agree_5": round(sum(s <= 0.05 for s in spreads) / len(spreads), 6),
+            "agree_10": round(sum(s <= 0.10 for s in spreads) / len(spreads), 6),
+            "reference_min_ms": min(refs, default=0.0), "reference_max_ms": max(refs, default=0.0)}
 
 
 def table_space(table: LatencyTable) -> SearchSpace:
@@ -85,8 +234,13 @@ def table_space(table: LatencyTable) -> SearchSpace:
 
 
 def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None = None,
-             settings: Settings | None = None, seed: int = 2024, progress: bool = True) -> ValidationReport:
-    """Measure `samples` random members of the space end to end and compare with the table."""
+             settings: Settings | None = None, seed: int = 2024, progress: bool = True,
+             max_spread: float = MAX_SPREAD, retries: int = RETRIES, max_refused: float = MAX_REFUSED,
+             max_drift: float = MAX_DRIFT, drift_correction: bool = False) -> ValidationReport:
+    """Measure `samples` random members of the space end to end (test-retest) and compare with the table.
+
+    `drift_correction` picks the headline reading of the measurements (both are reported).
+    """
     space = space or table_space(table)
     if table.resolution is None:
         raise LatencyTableError(f"{table.path}: the table has no resolution; cannot build networks for it")
@@ -110,17 +264,56 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
     res = table.resolution
     preds = [table.predict(g, res) for g in gs]  # fails early, before any timing, on a missing entry
     raws = [table.predict(g, res, calibrated=False) for g in gs]
-    timings = measure_networks(gs, res, table.num_classes, settings, batch=10, progress=progress, desc="validate",
-                               in_channels=table.in_channels)
-    stat = table.statistic
-    meas = [drift_corrected(t.stat(stat), ref, table.baseline_ms) for t, ref in timings]
-    raw_meas = [t.stat(stat) for t, _ in timings]
-    rep = ValidationReport(scale=table.scale, statistic=stat, notes=notes)
-    rep.rows = [{"genotype": g.to_string(), "measured_ms": round(m, 6), "raw_measured_ms": round(t.stat(stat), 6),
-                 "median_ms": round(t.median_ms, 6), "ref_ms": round(ref, 6), "iqr_ms": round(t.iqr_ms, 6),
-                 "predicted_ms": round(p, 6), "block_sum_ms": round(r, 6)}
-                for g, m, (t, ref), p, r in zip(gs, meas, timings, preds, raws)]
-    rep.calibrated = ErrorStats.of(preds, meas)
-    rep.raw = ErrorStats.of(raws, meas)
-    rep.uncorrected = ErrorStats.of(preds, raw_meas)
+
+    stat, base = table.statistic, table.baseline_ms
+    n_passes = max(2, settings.passes)  # test-retest needs two
+
+    def reading(t: Timing, ref: float, corrected: bool) -> float:
+        return drift_corrected(t.stat(stat), ref, base) if corrected else t.stat(stat)
+
+    passes = measure_retest(gs, res, table.num_classes, settings, lambda t, ref: reading(t, ref, drift_correction),
+                            max_spread, retries, batch=BATCH, progress=progress, desc="validate",
+                            in_channels=table.in_channels)
+    rep = ValidationReport(scale=table.scale, statistic=stat, notes=notes, drift_correction=drift_correction,
+                           thresholds={"max_spread": max_spread, "retries": retries, "max_refused": max_refused,
+                                       "max_drift": max_drift})
+    rows = []
+    for j, (g, p, r) in enumerate(zip(gs, preds, raws)):
+        ps = passes[j]
+        head = [reading(t, ref, drift_correction) for t, ref in ps]
+        value, final, ok = settle(head, max_spread)
+        t, ref = ps[min(range(len(ps)), key=head.__getitem__)]
+        unc, cor = [reading(t_, r_, False) for t_, r_ in ps], [reading(t_, r_, True) for t_, r_ in ps]
+        rows.append({
+            "genotype": g.to_string(), "predicted_ms": round(p, 6), "block_sum_ms": round(r, 6),
+            "measured_ms": round(value, 6), "raw_measured_ms": round(min(unc), 6), "corrected_ms": round(min(cor), 6),
+            "median_ms": round(t.median_ms, 6), "ref_ms": round(ref, 6), "iqr_ms": round(t.iqr_ms, 6),
+            "passes": [{f"{stat}_ms": round(t_.stat(stat), 6), "median_ms": round(t_.median_ms, 6),
+                        "ref_ms": round(r_, 6), "corrected_ms": round(c_, 6)} for (t_, r_), c_ in zip(ps, cor)],
+            # the first two passes are the noise estimate; later ones exist only because those disagreed
+            "spread": round(spread(head[0], head[1]), 6), "spread_uncorrected": round(spread(unc[0], unc[1]), 6),
+            "spread_corrected": round(spread(cor[0], cor[1]), 6), "final_spread": round(final, 6),
+            "remeasured": len(ps) - n_passes, "refused": not ok})
+    rep.rows = rows
+    rep.table_noise = table_noise(table)
+    refs = [ref for ps in passes for _, ref in ps]
+    kept = [r for r in rows if not r["refused"]]
+    rep.noise = NoiseSummary(
+        networks=len(rows), passes=n_passes,
+        median_spread=statistics.median(r["spread"] for r in rows),
+        median_spread_uncorrected=statistics.median(r["spread_uncorrected"] for r in rows),
+        median_spread_corrected=statistics.median(r["spread_corrected"] for r in rows),
+        agree_5=sum(r["spread"] <= 0.05 for r in rows) / len(rows),
+        agree_10=sum(r["spread"] <= 0.10 for r in rows) / len(rows),
+        reference_min_ms=min(refs), reference_max_ms=max(refs),
+        remeasured=sum(r["remeasured"] > 0 for r in rows), refused=len(rows) - len(kept))
+
+    def col(rs: list[dict[str, Any]], k: str) -> list[float]:
+        return [r[k] for r in rs]
+
+    rep.calibrated = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "measured_ms"))
+    rep.raw = ErrorStats.of(col(kept, "block_sum_ms"), col(kept, "measured_ms"))
+    rep.corrected = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "corrected_ms"))
+    rep.uncorrected = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "raw_measured_ms"))
+    rep.including_refused = ErrorStats.of(col(rows, "predicted_ms"), col(rows, "measured_ms"))
     return rep

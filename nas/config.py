@@ -96,6 +96,10 @@ class ObjectiveConfig:
     lut: str | None = None                          # latency table; null: built into the run folder
     threads: int = option(1, lo=1)                  # threads of the latency measurements
     measure_missing: bool = False                   # measure blocks missing from a given table
+    # The network the latency is for, where it differs from the proxy's: a phone table of ImageNet
+    # networks (1000 classes, RGB) while the proxy trains on a few classes or grey images; null: the data's.
+    classes: int | None = option(None, lo=1, hi=100_000)
+    in_channels: int | None = option(None, lo=1, hi=64)
 
 
 @dataclass
@@ -196,6 +200,10 @@ class Stage2Config:
     seed: int = option(0, lo=0)                     # weights, batch order, augmentation, dropout
     test: bool = True                               # score best.pt on the test split once, at the end
     data: dict[str, Any] = option(factory=dict)     # overrides of the data section (e.g. subset: null)
+    # python -m nas.pipeline only (docs/train.md, "Stage 2 in the pipeline"):
+    top_k: int = option(0, lo=0, hi=1000)           # the search's k best trained with this recipe; 0: no stage 2
+    reference: str | None = "efficientnet-b0"       # trained beside them: a reference name, genotype string or file
+    baseline_from: str = option("candidates", choices=("candidates", "all"))  # all: the reference may be the baseline
 
 
 @dataclass
@@ -288,6 +296,24 @@ def check_train(train: TrainConfig, src: str) -> None:
                           f"train.optimizer {train.optimizer!r}; use evaluator auto or standard")
 
 
+def check_stage2_reference(s2: Stage2Config, config_dir: Path, src: str) -> None:
+    """Check stage2.reference parses; a genotype file's path becomes absolute (the run may start elsewhere)."""
+    from search_space.references import REFERENCES, load_genotype
+
+    ref = s2.reference
+    if ref is None or ref.lower().replace("_", "-") in REFERENCES:
+        return
+    if ":" not in ref or Path(ref).suffix in (".yaml", ".yml"):  # a file, not a genotype string
+        ref = str(resolve_path(ref, config_dir))
+    try:
+        load_genotype(ref)
+    except ValueError as e:  # GenotypeError, SpaceError
+        raise ConfigError(f"{src}: key 'stage2.reference': {s2.reference!r} is not usable ({' '.join(str(e).split())});"
+                          f" allowed: null, a reference name ({', '.join(sorted(REFERENCES))}), a genotype string or"
+                          f" a genotype YAML file") from None
+    s2.reference = ref
+
+
 def load_config(path: str | Path, sets: list[str] | None = None) -> Config:
     """Load and fully validate a search config; every mistake is a one-line ConfigError."""
     path = Path(path)
@@ -333,6 +359,7 @@ def load_config(path: str | Path, sets: list[str] | None = None) -> Config:
         vals = getattr(cfg.data, key)
         if vals is not None and (not vals or any(v <= 0 and key == "std" for v in vals)):
             raise ConfigError(f"{src}: key 'data.{key}': {vals!r} must be a non-empty list (std > 0)")
+    check_stage2_reference(cfg.stage2, config_dir, src)
     cfg.out = str(Path(cfg.out).expanduser().resolve()) if cfg.out else str((Path("runs") / cfg.name).resolve())
     return cfg
 

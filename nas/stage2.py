@@ -55,6 +55,10 @@ CHECKPOINT = "checkpoint.pt"
 RESULT = "result.json"
 # Test hook: SIGKILL this process right after the checkpoint of this epoch (a crash between epochs).
 KILL_ENV = "HWNAS_TRAIN_KILL_AFTER_EPOCHS"
+# stage2 keys that choose what the pipeline trains, not how one network trains: outside the fingerprint.
+PIPELINE_KEYS = ("top_k", "reference", "baseline_from")
+# What a run writes before its first checkpoint: a run killed then has nothing to resume, so it starts anew.
+BEFORE_FIRST_CHECKPOINT = ("genotype.yaml", "config.yaml", "tensorboard")
 
 
 class Stage2Error(UserError):
@@ -86,12 +90,19 @@ def load_stage2_config(path: str | Path, sets: list[str] | None = None) -> Stage
     raw, origins = apply_sets(Config, read_yaml(path), list(sets or []))
     cfg: Config = build(Config, raw, src, origins=origins)
     cfg.name = cfg.name or path.stem
+    check_train(cfg.train, src)
+    return setup_from_config(cfg, src, path.resolve().parent, origins)
+
+
+def setup_from_config(cfg: Config, src: str, config_dir: Path | None = None,
+                      origins: dict[str, str] | None = None) -> Stage2Setup:
+    """Stage 2's view of an already loaded config (e.g. the pipeline's): the checked recipe and its data section."""
+    origins = origins or {}
     s2 = cfg.stage2
     if s2.warmup_epochs >= s2.epochs:
         where = _blame(origins, ("stage2.warmup_epochs", "stage2.epochs"), src)
         raise ConfigError(f"{where}: key 'stage2.warmup_epochs': {s2.warmup_epochs} is out of range; allowed: "
                           f"0 <= value < stage2.epochs ({s2.epochs})")
-    check_train(cfg.train, src)
     # The genotype's resolution (what the exported model takes) unless stage2.data sets one.
     merged = {**dataclasses.asdict(cfg.data), "resolution": None, **s2.data}
     data: DataConfig = build(DataConfig, merged, src, prefix="stage2.data.", origins=origins)
@@ -100,7 +111,7 @@ def load_stage2_config(path: str | Path, sets: list[str] | None = None) -> Stage
         if vals is not None and (not vals or any(v <= 0 and key == "std" for v in vals)):
             name = f"stage2.data.{key}" if key in s2.data else f"data.{key}"
             raise ConfigError(f"{src}: key '{name}': {vals!r} must be a non-empty list (std > 0)")
-    check_data_paths(data, path.resolve().parent, src)
+    check_data_paths(data, config_dir or Path.cwd(), src)
     return Stage2Setup(config=cfg, data=data, source=src)
 
 
@@ -137,7 +148,8 @@ def parse_init(spec: str | None) -> dict[str, Any]:
 
 def fingerprint(g: Genotype, setup: Stage2Setup, init: dict[str, Any]) -> dict[str, Any]:
     """What decides the trained weights: a resume must not change it."""
-    s2 = {k: v for k, v in dataclasses.asdict(setup.config.stage2).items() if k not in ("test", "data")}
+    s2 = {k: v for k, v in dataclasses.asdict(setup.config.stage2).items()
+          if k not in ("test", "data", *PIPELINE_KEYS)}
     t = setup.config.train
     return {"genotype": g.to_string(), "data": dataclasses.asdict(setup.data), "stage2": s2,
             "amp": t.amp, "channels_last": t.channels_last, "init": {k: v for k, v in init.items() if k != "path"}}
@@ -225,7 +237,8 @@ def open_out_dir(out: Path, resume: bool) -> dict[str, Any] | None:
     ckpt = out / CHECKPOINT
     if ckpt.is_file():
         return read_checkpoint(ckpt)
-    if busy and not (out / RESULT).is_file():
+    if busy and not (out / RESULT).is_file() and not all(
+            p.name in BEFORE_FIRST_CHECKPOINT or runfolder.is_leftover(p) for p in out.iterdir()):
         raise Stage2Error(f"cannot resume {out}: it has no {CHECKPOINT}")
     out.mkdir(parents=True, exist_ok=True)
     return None
@@ -442,8 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["load_stage2_config", "recipe", "train_genotype", "score_test", "parse_init", "fingerprint", "main",
-           "Stage2Setup", "Stage2Result", "Stage2Error", "KILL_ENV", "CHECKPOINT", "FORMAT"]
+__all__ = ["load_stage2_config", "setup_from_config", "recipe", "train_genotype", "score_test", "parse_init",
+           "fingerprint", "main", "Stage2Setup", "Stage2Result", "Stage2Error", "KILL_ENV", "CHECKPOINT", "FORMAT",
+           "PIPELINE_KEYS", "RESULT"]
 
 
 if __name__ == "__main__":  # also `python -m nas.train` (nas/train/__main__.py)

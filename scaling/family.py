@@ -111,12 +111,11 @@ def latency_ms(lut: str | Path | None, g: Genotype) -> float | None:
     """
     if lut is None:
         return None
-    from latency.predictor import Predictor
-    from latency.table import LatencyTable
+    from latency.predictor import Predictor, open_table
 
     key = str(lut)
     if key not in _TABLES:
-        _TABLES[key] = LatencyTable.load(key)
+        _TABLES[key] = open_table(key)
     return round(Predictor(_TABLES[key], resolution=g.resolution, measure_missing=True)(g), 6)
 
 

@@ -3,7 +3,8 @@
 What is counted (the definition docs/reference.md uses):
 - params: every trainable tensor of the built model, i.e. ``sum(p.numel() for p in
   model.parameters())``: conv weights (no bias, BN follows), BN weight and bias, SE convs with
-  bias, the classifier with bias. BN running statistics are buffers and not counted.
+  bias, the MobileNetV3 head's feature-mix layer with bias (no BN), the classifier with bias.
+  BN running statistics are buffers and not counted.
 - MACs: multiply-adds of every Conv2d and Linear at batch 1: for a conv, output elements x
   kernel area x input channels per group; for a Linear, in x out. Biases, BN, activations,
   pooling, SE gating and residual additions are not counted. Convs use padding k // 2, so a
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .genotype import Genotype, GenotypeError
-from .rounding import scale_genotype, se_channels
+from .rounding import expanded_channels, scale_genotype, squeeze_channels
 
 # Generous defaults: 8 GB of float32 weights (30x EfficientNet-B7), and 15x the 1.08 GiB that
 # B7 at 600 px keeps at batch 1; above them a build is a typo, not a model.
@@ -53,9 +54,9 @@ def conv_out(size: int, kernel: int, stride: int) -> int:
 
 
 @lru_cache(maxsize=1 << 16)
-def layer_cost(op: str, kernel: int, expansion: int, se: float, c_in: int, c_out: int, stride: int,
-               h: int, w: int) -> tuple[int, int, int, int]:
-    """(params, macs, out height, out width) of one layer of a stage."""
+def layer_cost(op: str, kernel: int, expansion: int | float, se: float, c_in: int, c_out: int, stride: int,
+               h: int, w: int, se_gate: str = "sigmoid") -> tuple[int, int, int, int]:
+    """(params, macs, out height, out width) of one layer of a stage (`se_gate`: the SE variant)."""
     ho, wo = conv_out(h, kernel, stride), conv_out(w, kernel, stride)
     params = macs = 0
     if op == "cn":
@@ -63,7 +64,7 @@ def layer_cost(op: str, kernel: int, expansion: int, se: float, c_in: int, c_out
         macs += ho * wo * kernel * kernel * c_in * c_out
         mid = c_out
     else:  # "ir" and "ds": [expand 1x1] -> depthwise kxk -> [SE] -> project 1x1
-        mid = c_in * expansion
+        mid = expanded_channels(c_in, expansion)
         if expansion != 1:
             params += c_in * mid + 2 * mid
             macs += h * w * c_in * mid
@@ -72,7 +73,7 @@ def layer_cost(op: str, kernel: int, expansion: int, se: float, c_in: int, c_out
         params += mid * c_out + 2 * c_out
         macs += ho * wo * mid * c_out
     if se:
-        sq = se_channels(c_in, se)
+        sq = squeeze_channels(c_in, mid, se, se_gate)
         params += mid * sq + sq + sq * mid + mid
         macs += 2 * mid * sq
     return params, macs, ho, wo
@@ -91,34 +92,42 @@ def cost(g: Genotype, resolution: int | tuple[int, int] | None = None, in_channe
     h, w = conv_out(h, stem.kernel, stem.stride), conv_out(w, stem.kernel, stem.stride)
     params = stem.kernel * stem.kernel * in_channels * c + 2 * c
     macs = h * w * stem.kernel * stem.kernel * in_channels * c
+    gate = g.se_gate
     for st in g.stages:
         op, k, e, se, c_out = st.op, st.kernel, st.expansion, st.se, st.channels
-        p, m, h, w = layer_cost(op, k, e, se, c, c_out, st.stride, h, w)
+        p, m, h, w = layer_cost(op, k, e, se, c, c_out, st.stride, h, w, gate)
         params += p
         macs += m
         if st.layers > 1:
-            p, m, _, _ = layer_cost(op, k, e, se, c_out, c_out, 1, h, w)
+            p, m, _, _ = layer_cost(op, k, e, se, c_out, c_out, 1, h, w, gate)
             params += p * (st.layers - 1)
             macs += m * (st.layers - 1)
         c = c_out
-    params += c * g.head + 2 * g.head + g.head * num_classes + num_classes
-    macs += h * w * c * g.head + g.head * num_classes
+    params += c * g.head + 2 * g.head
+    macs += h * w * c * g.head
+    last = g.head
+    if g.head_mix:
+        params += g.head * g.head_mix + g.head_mix
+        macs += g.head * g.head_mix
+        last = g.head_mix
+    params += last * num_classes + num_classes
+    macs += last * num_classes
     return Cost(params=params, macs=macs)
 
 
 @lru_cache(maxsize=1 << 16)
-def _layer_activations(op: str, kernel: int, expansion: int, se: float, c_in: int, c_out: int, stride: int,
-                       h: int, w: int) -> tuple[int, int, int]:
+def _layer_activations(op: str, kernel: int, expansion: int | float, se: float, c_in: int, c_out: int, stride: int,
+                       h: int, w: int, se_gate: str) -> tuple[int, int, int]:
     ho, wo = conv_out(h, kernel, stride), conv_out(w, kernel, stride)
     if op == "cn":
         mid = c_out
         n = ho * wo * c_out
     else:
-        mid = c_in * expansion
+        mid = expanded_channels(c_in, expansion)
         n = h * w * mid if expansion != 1 else 0
         n += ho * wo * mid + ho * wo * c_out
     if se:
-        n += se_channels(c_in, se) + mid
+        n += squeeze_channels(c_in, mid, se, se_gate) + mid
     return n, ho, wo
 
 
@@ -133,13 +142,14 @@ def activation_elements(g: Genotype, resolution: int | tuple[int, int] | None = 
     total = h * w * stem.channels
     c = stem.channels
     for st in g.stages:
-        n, h, w = _layer_activations(st.op, st.kernel, st.expansion, st.se, c, st.channels, st.stride, h, w)
+        n, h, w = _layer_activations(st.op, st.kernel, st.expansion, st.se, c, st.channels, st.stride, h, w,
+                                     g.se_gate)
         total += n
         if st.layers > 1:
             total += _layer_activations(st.op, st.kernel, st.expansion, st.se, st.channels, st.channels, 1,
-                                        h, w)[0] * (st.layers - 1)
+                                        h, w, g.se_gate)[0] * (st.layers - 1)
         c = st.channels
-    return total + h * w * g.head + num_classes
+    return total + h * w * g.head + g.head_mix + num_classes
 
 
 def size_limits(max_params: float | None = None, max_activation_bytes: float | None = None) -> tuple[float, float]:

@@ -3,16 +3,23 @@
 String grammar (one place; `parse` and `Genotype.to_string` are its only readers/writers)::
 
     genotype := global ":" stem ( ":" stage )+ ":" head
-    global   := ACT "_r" RESOLUTION                    e.g. swish_r224
+    global   := ACT "_r" RESOLUTION ["_hsigmoid"]      e.g. swish_r224, hswish_r224_hsigmoid
     stem     := "stem_c" CH "_k" K "_s" S              e.g. stem_c32_k3_s2
-    stage    := OP "_r" LAYERS "_k" K "_s" S ["_e" E] "_c" CH ["_se" RATIO] ["_noskip"]
-    head     := "head_c" CH                            e.g. head_c1280
+    stage    := OP "_r" LAYERS "_k" K "_s" S ["_e" E] "_c" CH ["_se" RATIO] ["_noskip"] ["_" ACT]
+    head     := "head_c" CH ["_m" MIX]                 e.g. head_c1280, head_c960_m1280
     OP       := "ir" (MBConv) | "ds" (depthwise-separable) | "cn" (regular conv)
-    ACT      := "swish" | "relu"
+    ACT      := "swish" | "relu" | "hswish"            (search_space.vocab.ACTIVATIONS)
 
-`_e` is written for `ir` only (the expansion of `ds`/`cn` is always 1); `_se` is written when
-the SE ratio is non-zero; `_noskip` when the stage asks for no identity residual. Example
-(EfficientNet-B0, stage 2): ``ir_r2_k3_s2_e6_c24_se0.25``.
+`_e` is written for `ir` only (the expansion of `ds`/`cn` is always 1); it is an integer or,
+as timm writes MobileNetV3-Large, a float such as ``e2.5`` (expanded width:
+`search_space.rounding.expanded_channels`). `_se` is written when the SE ratio is non-zero;
+`_noskip` when the stage asks for no identity residual; a trailing ACT when the stage has its
+own activation (the global one, which the stem and head use, otherwise). `_hsigmoid` selects
+MobileNetV3's SE for every stage (hard-sigmoid gate, ReLU inside, squeeze of the expanded
+width; `search_space.rounding.squeeze_channels`) instead of EfficientNet's. `_m` gives the
+MobileNetV3 head: after the pool a 1x1 (linear) layer to MIX channels with bias and the global
+activation, no BN, then dropout and the classifier. Examples: EfficientNet-B0's stage 2
+``ir_r2_k3_s2_e6_c24_se0.25``; MobileNetV3-Large's ``ir_r3_k5_s2_e3_c40_se0.25_relu``.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .vocab import ACTIVATIONS, KERNELS, MAX_RESOLUTION, OPS, SKIPS, STRIDES, check_keys
+from .vocab import ACTIVATIONS, KERNELS, MAX_RESOLUTION, OPS, SE_GATES, SKIPS, STRIDES, check_keys
 
 
 class GenotypeError(ValueError):
@@ -52,22 +59,23 @@ class Stem:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage of identical layers; only the first layer has the stride."""
+    """One stage of identical layers; only the first layer has the stride; `act` None: the global activation."""
 
     op: str
     kernel: int
-    expansion: int
+    expansion: int | float
     se: float
     skip: str
     channels: int
     layers: int
     stride: int
+    act: str | None = None
 
     def __post_init__(self) -> None:
         part = "stage"
         _choice(part, "op", self.op, OPS)
         _set(self, "kernel", _integer(part, "kernel", self.kernel, choices=KERNELS))
-        _set(self, "expansion", _integer(part, "expansion", self.expansion))
+        _set(self, "expansion", _expansion(part, self.expansion))
         if self.op != "ir" and self.expansion != 1:
             raise _field_error(part, "expansion", self.expansion, f"1 (op {self.op!r} has no expansion)")
         se = self.se
@@ -78,6 +86,8 @@ class Stage:
         _set(self, "channels", _integer(part, "channels", self.channels))
         _set(self, "layers", _integer(part, "layers", self.layers))
         _set(self, "stride", _integer(part, "stride", self.stride, choices=STRIDES))
+        if self.act is not None:
+            _choice(part, "activation", self.act, ACTIVATIONS)
 
     def to_string(self) -> str:
         """The stage's block string, e.g. ``ir_r2_k3_s2_e6_c24_se0.25``."""
@@ -89,18 +99,26 @@ class Stage:
             parts.append(f"se{_fmt_float(self.se)}")
         if self.skip == "none":
             parts.append("noskip")
+        if self.act is not None:
+            parts.append(self.act)
         return "_".join(parts)
 
 
 @dataclass(frozen=True)
 class Genotype:
-    """A whole network: activation, input resolution, stem, stages and head width."""
+    """A whole network: activation, input resolution, stem, stages, head width, SE variant and head form.
+
+    `se_gate` picks the SE variant of every stage (see `search_space.vocab.SE_GATES`);
+    `head_mix` > 0 is the MobileNetV3 head's width after the pool (0: EfficientNet's head).
+    """
 
     stages: tuple[Stage, ...]
     stem: Stem = field(default_factory=Stem)
     head: int = 1280
     activation: str = "swish"
     resolution: int = 224
+    se_gate: str = "sigmoid"
+    head_mix: int = 0
 
     def __post_init__(self) -> None:
         stages = self.stages
@@ -119,14 +137,17 @@ class Genotype:
         _set(self, "head", _integer("head", "channels", self.head))
         _choice("genotype", "activation", self.activation, ACTIVATIONS)
         _set(self, "resolution", _integer("genotype", "resolution", self.resolution, hi=MAX_RESOLUTION))
+        _choice("genotype", "se_gate", self.se_gate, SE_GATES)
+        _set(self, "head_mix", _integer("head", "mix", self.head_mix, lo=0))
 
     # ---- string form -------------------------------------------------------------------
     def to_string(self) -> str:
         """The compact string form (grammar in the module docstring)."""
         s = self.stem
-        tokens = [f"{self.activation}_r{self.resolution}", f"stem_c{s.channels}_k{s.kernel}_s{s.stride}"]
+        glob = f"{self.activation}_r{self.resolution}" + ("" if self.se_gate == "sigmoid" else f"_{self.se_gate}")
+        tokens = [glob, f"stem_c{s.channels}_k{s.kernel}_s{s.stride}"]
         tokens += [st.to_string() for st in self.stages]
-        tokens.append(f"head_c{self.head}")
+        tokens.append(f"head_c{self.head}" + (f"_m{self.head_mix}" if self.head_mix else ""))
         return ":".join(tokens)
 
     def __str__(self) -> str:
@@ -134,25 +155,38 @@ class Genotype:
 
     # ---- YAML / mapping form -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A plain mapping (the YAML form); `Genotype.from_dict` reads it back exactly."""
-        return {
+        """A plain mapping (the YAML form); `Genotype.from_dict` reads it back exactly.
+
+        The MobileNetV3 fields (`se_gate`, `head_mix`, a stage's `activation`) appear only when
+        set, so older genotypes keep their exact form.
+        """
+        stages = []
+        for st in self.stages:
+            d: dict[str, Any] = {"op": st.op, "kernel": st.kernel, "expansion": st.expansion, "se": st.se,
+                                 "skip": st.skip, "channels": st.channels, "layers": st.layers, "stride": st.stride}
+            if st.act is not None:
+                d["activation"] = st.act
+            stages.append(d)
+        out: dict[str, Any] = {
             "activation": self.activation,
             "resolution": self.resolution,
             "stem": {"channels": self.stem.channels, "kernel": self.stem.kernel, "stride": self.stem.stride},
-            "stages": [
-                {"op": st.op, "kernel": st.kernel, "expansion": st.expansion, "se": st.se,
-                 "skip": st.skip, "channels": st.channels, "layers": st.layers, "stride": st.stride}
-                for st in self.stages
-            ],
+            "stages": stages,
             "head": self.head,
         }
+        if self.head_mix:
+            out["head_mix"] = self.head_mix
+        if self.se_gate != "sigmoid":
+            out["se_gate"] = self.se_gate
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Genotype:
         """Read the mapping form; unknown or missing keys are errors naming the key."""
         if not isinstance(data, Mapping):
             raise GenotypeError(f"a genotype mapping is expected, got {type(data).__name__}")
-        allowed = {"activation", "resolution", "stem", "stages", "head", "name", "genotype", "meta"}
+        allowed = {"activation", "resolution", "stem", "stages", "head", "head_mix", "se_gate", "name", "genotype",
+                   "meta"}
         check_keys(data, allowed, GenotypeError)
         if "genotype" in data and "stages" not in data:
             return parse(str(data["genotype"]))
@@ -169,16 +203,18 @@ class Genotype:
             where = f"stages[{i}]"
             if not isinstance(sd, Mapping):
                 raise GenotypeError(f"{where} must be a mapping, got {sd!r}")
-            check_keys(sd, set(keys), GenotypeError, prefix=f"{where}.")
+            check_keys(sd, {*keys, "activation"}, GenotypeError, prefix=f"{where}.")
             missing = [k for k in keys if k not in sd and k not in ("expansion", "se", "skip")]
             if missing:
                 raise GenotypeError(f"{where} is missing key(s) {missing}")
             with _part(where):
                 stages.append(Stage(op=sd["op"], kernel=sd["kernel"], expansion=sd.get("expansion", 1),
                                     se=sd.get("se", 0.0), skip=sd.get("skip", "identity"),
-                                    channels=sd["channels"], layers=sd["layers"], stride=sd["stride"]))
+                                    channels=sd["channels"], layers=sd["layers"], stride=sd["stride"],
+                                    act=sd.get("activation")))
         g = cls(stages=tuple(stages), stem=Stem(**stem_d), head=data.get("head", 1280),
-                activation=data.get("activation", "swish"), resolution=data.get("resolution", 224))
+                activation=data.get("activation", "swish"), resolution=data.get("resolution", 224),
+                se_gate=data.get("se_gate", "sigmoid"), head_mix=data.get("head_mix", 0))
         if "genotype" in data and parse(str(data["genotype"])) != g:
             raise GenotypeError("the 'genotype' string and the 'stages' mapping disagree")
         return g
@@ -211,6 +247,10 @@ class Genotype:
     def replace(self, **changes: Any) -> Genotype:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+    def stage_activation(self, stage: Stage) -> str:
+        """The activation of a stage's layers: its own, else the global one."""
+        return stage.act or self.activation
 
     def layers(self) -> Iterator[tuple[int, Stage, int, int, int]]:
         """Yield (block index, stage, in channels, out channels, stride) for every layer."""
@@ -248,11 +288,13 @@ def parse(text: str) -> Genotype:
     tokens = [t.strip() for t in text.strip().split(":")]
     if len(tokens) < 4:
         raise GenotypeError(f"genotype string {text!r} needs global:stem:stage...:head tokens")
-    act, sep, res = tokens[0].partition("_r")
-    if not sep or not act or not res:
-        raise GenotypeError(f"bad global token {tokens[0]!r}: expected e.g. 'swish_r224'")
+    act, *glob = tokens[0].split("_")
+    gates = glob[1:]
+    if not act or not glob or not glob[0].startswith("r") or len(glob[0]) < 2 or len(gates) > 1:
+        raise GenotypeError(f"bad global token {tokens[0]!r}: expected e.g. 'swish_r224' or 'hswish_r224_hsigmoid'")
+    res = glob[0][1:]
     stem_f = _fields(tokens[1], "stem", {"c", "k", "s"})
-    head_f = _fields(tokens[-1], "head", {"c"})
+    head_f = _fields(tokens[-1], "head", {"c", "m"})
     for f, tok, need in ((stem_f, tokens[1], "cks"), (head_f, tokens[-1], "c")):
         for key in need:
             if key not in f:
@@ -262,17 +304,22 @@ def parse(text: str) -> Genotype:
         op = tok.split("_", 1)[0]
         if op not in OPS:
             raise GenotypeError(f"bad stage token {tok!r}: op must be one of {list(OPS)}")
-        f = _fields(tok, op, {"r", "k", "s", "e", "c", "se"}, {"noskip"})
+        f = _fields(tok, op, {"r", "k", "s", "e", "c", "se"}, {"noskip", *ACTIVATIONS})
         for need in ("r", "k", "s", "c"):
             if need not in f:
                 raise GenotypeError(f"bad stage token {tok!r}: missing '_{need}<n>'")
+        acts = [a for a in ACTIVATIONS if a in f]
+        if len(acts) > 1:
+            raise GenotypeError(f"bad stage token {tok!r}: activations {acts}; allowed: at most one")
         with _part(f"stages[{i}] {tok!r}"):
             stages.append(Stage(op=op, kernel=_number(f["k"]), expansion=_number(f.get("e", "1")),
                                 se=_number(f.get("se", "0")), skip="none" if "noskip" in f else "identity",
-                                channels=_number(f["c"]), layers=_number(f["r"]), stride=_number(f["s"])))
+                                channels=_number(f["c"]), layers=_number(f["r"]), stride=_number(f["s"]),
+                                act=acts[0] if acts else None))
     return Genotype(stages=tuple(stages),
                     stem=Stem(_number(stem_f["c"]), _number(stem_f["k"]), _number(stem_f["s"])),
-                    head=_number(head_f["c"]), activation=act, resolution=_number(res))
+                    head=_number(head_f["c"]), activation=act, resolution=_number(res),
+                    se_gate=gates[0] if gates else "sigmoid", head_mix=_number(head_f.get("m", "0")))
 
 
 def _fields(tok: str, prefix: str, keys: set[str], flags: set[str] = frozenset()) -> dict[str, str]:
@@ -340,6 +387,16 @@ def _integer(part: str, name: str, value: Any, lo: int = 1, hi: int | None = Non
             allowed = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
         raise _field_error(part, name, value, allowed)
     return v
+
+
+def _expansion(part: str, value: Any) -> int | float:
+    """An expansion: an integer >= 1 (integral floats become ints) or a finite float > 1 such as 2.5."""
+    if isinstance(value, float) and math.isfinite(value) and value > 1.0 and not value.is_integer():
+        return value
+    try:
+        return _integer(part, "expansion", value)
+    except GenotypeError:
+        raise _field_error(part, "expansion", value, "an integer >= 1 or a number > 1 such as 2.5") from None
 
 
 def _choice(part: str, name: str, value: Any, choices: Sequence[str]) -> None:

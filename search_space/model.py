@@ -10,12 +10,31 @@ from torch import nn
 
 from .cost import check_size
 from .genotype import Genotype, Stage, uses_residual
-from .rounding import se_channels
+from .rounding import expanded_channels, squeeze_channels
+from .vocab import ACTIVATIONS, SE_GATES, se_activation
+
+# The one map from the vocabulary's activation and SE-gate names to torch modules; the TFLite
+# emitter and the supernet read it too.
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"swish": nn.SiLU, "relu": nn.ReLU, "hswish": nn.Hardswish}
+GATE_MODULES: dict[str, type[nn.Module]] = {"sigmoid": nn.Sigmoid, "hsigmoid": nn.Hardsigmoid}
+assert set(ACTIVATION_MODULES) == set(ACTIVATIONS) and set(GATE_MODULES) == set(SE_GATES)
 
 
-def make_activation(name: str) -> nn.Module:
-    """Swish (SiLU) or ReLU."""
-    return nn.SiLU(inplace=True) if name == "swish" else nn.ReLU(inplace=True)
+def make_activation(name: str, inplace: bool = True) -> nn.Module:
+    """The torch module of an activation name of `search_space.vocab.ACTIVATIONS`."""
+    if name not in ACTIVATION_MODULES:
+        raise ValueError(f"activation {name!r} is not allowed; allowed: one of {list(ACTIVATIONS)}")
+    return ACTIVATION_MODULES[name](inplace=inplace)
+
+
+def activation_name(module: nn.Module) -> str:
+    """The vocabulary name of an activation or gate module (inverse of `make_activation`, `GATE_MODULES`)."""
+    for names in (ACTIVATION_MODULES, GATE_MODULES):
+        for name, cls in names.items():
+            if type(module) is cls:
+                return name
+    raise ValueError(f"module {type(module).__name__} is not allowed; allowed: {list(ACTIVATION_MODULES)} "
+                     f"or gates {list(GATE_MODULES)}")
 
 
 class ConvBNAct(nn.Sequential):
@@ -33,18 +52,19 @@ class ConvBNAct(nn.Sequential):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: pool -> 1x1 reduce -> act -> 1x1 expand -> sigmoid gate."""
+    """Squeeze-and-excitation: pool -> 1x1 reduce -> act -> 1x1 expand -> gate (sigmoid or hard-sigmoid)."""
 
-    def __init__(self, channels: int, squeeze: int, act: str) -> None:
+    def __init__(self, channels: int, squeeze: int, act: str, gate: str = "sigmoid") -> None:
         super().__init__()
         self.reduce = nn.Conv2d(channels, squeeze, 1)
         self.act = make_activation(act)
         self.expand = nn.Conv2d(squeeze, channels, 1)
+        self.gate = GATE_MODULES[gate]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
         s = self.expand(self.act(self.reduce(s)))
-        return x * torch.sigmoid(s)
+        return x * self.gate(s)
 
 
 class Block(nn.Module):
@@ -54,24 +74,29 @@ class Block(nn.Module):
     ``ds``: depthwise kxk + act -> [SE] -> pointwise 1x1 + act (MobileNetV1 style).
     ``cn``: kxk conv + act -> [SE].
     The identity residual (with drop-connect while training) is added only where allowed.
+    `act` is the network's activation; a stage that names its own uses that. SE as `se_gate` says
+    (MobileNetV3's: ReLU inside, the squeeze of the expanded width).
     """
 
     def __init__(self, stage: Stage, c_in: int, c_out: int, stride: int, act: str,
-                 drop_connect: float = 0.0, bn_eps: float = 1e-3, bn_momentum: float = 0.01) -> None:
+                 drop_connect: float = 0.0, bn_eps: float = 1e-3, bn_momentum: float = 0.01,
+                 se_gate: str = "sigmoid") -> None:
         super().__init__()
         bn = dict(bn_eps=bn_eps, bn_momentum=bn_momentum)
+        act = stage.act or act
         k = stage.kernel
         layers: list[nn.Module] = []
         if stage.op == "cn":
             layers.append(ConvBNAct(c_in, c_out, k, stride, act=act, **bn))
             mid = c_out
         else:
-            mid = c_in * stage.expansion
+            mid = expanded_channels(c_in, stage.expansion)
             if stage.expansion != 1:
                 layers.append(ConvBNAct(c_in, mid, 1, act=act, **bn))
             layers.append(ConvBNAct(mid, mid, k, stride, groups=mid, act=act, **bn))
         if stage.se:
-            layers.append(SqueezeExcite(mid, se_channels(c_in, stage.se), act))
+            layers.append(SqueezeExcite(mid, squeeze_channels(c_in, mid, stage.se, se_gate), se_activation(act, se_gate),
+                                        se_gate))
         if stage.op != "cn":
             layers.append(ConvBNAct(mid, c_out, 1, act=act if stage.op == "ds" else None, **bn))
         self.body = nn.Sequential(*layers)
@@ -90,7 +115,9 @@ class Block(nn.Module):
 
 
 class GenotypeNet(nn.Module):
-    """Stem -> stages of blocks -> head (1x1 conv, pool, dropout, linear).
+    """Stem -> stages of blocks -> head: 1x1 conv, pool, [feature mix: linear + act], dropout, linear.
+
+    The feature mix (no BN, with bias) is the MobileNetV3 head, present when `genotype.head_mix`.
 
     Above `max_params` parameters or `max_activation_bytes` of activations at batch 1 and the
     genotype's resolution (defaults: `search_space.cost.size_limits`) it raises ModelSizeError
@@ -111,14 +138,16 @@ class GenotypeNet(nn.Module):
                               act=act, **bn)
         n = genotype.num_blocks
         blocks = [
-            Block(st, c_in, c_out, stride, act, drop_connect * idx / n, **bn)
+            Block(st, c_in, c_out, stride, act, drop_connect * idx / n, se_gate=genotype.se_gate, **bn)
             for idx, st, c_in, c_out, stride in genotype.layers()
         ]
         self.blocks = nn.Sequential(*blocks)
         self.head = ConvBNAct(genotype.stages[-1].channels, genotype.head, 1, act=act, **bn)
         self.pool = nn.AdaptiveAvgPool2d(1)
+        mix = genotype.head_mix
+        self.mix = nn.Sequential(nn.Linear(genotype.head, mix), make_activation(act)) if mix else None
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(genotype.head, num_classes)
+        self.classifier = nn.Linear(mix or genotype.head, num_classes)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -144,6 +173,8 @@ class GenotypeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool(self.features(x)).flatten(1)
+        if self.mix is not None:
+            x = self.mix(x)
         return self.classifier(self.dropout(x))
 
 

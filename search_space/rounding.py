@@ -12,15 +12,19 @@ from .genotype import Genotype
 DIVISOR = 8
 
 
+def make_divisible(value: float, divisor: int = DIVISOR) -> int:
+    """`value` rounded to the nearest multiple of `divisor`, at least `divisor`, never 10% below `value`."""
+    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return int(new)
+
+
 def round_channels(channels: int, width: float, divisor: int = DIVISOR) -> int:
     """Scale a channel count by `width` and round to a multiple of `divisor` (official rule)."""
     if width == 1.0:
         return channels
-    c = channels * width
-    new = max(divisor, int(c + divisor / 2) // divisor * divisor)
-    if new < 0.9 * c:
-        new += divisor
-    return int(new)
+    return make_divisible(channels * width, divisor)
 
 
 def round_layers(layers: int, depth: float) -> int:
@@ -30,9 +34,26 @@ def round_layers(layers: int, depth: float) -> int:
     return int(math.ceil(depth * layers))
 
 
+def expanded_channels(c_in: int, expansion: float) -> int:
+    """Width of an MBConv's depthwise conv: c_in x e, exact for an integer e, else `make_divisible` (timm's rule).
+
+    MobileNetV3-Large's e2.5 and e2.3 at 80 input channels give its 200 and 184.
+    """
+    if isinstance(expansion, int):
+        return c_in * expansion
+    return make_divisible(c_in * expansion)
+
+
 def se_channels(block_in: int, ratio: float) -> int:
-    """Squeeze width of an SE module: a ratio of the block's input channels, at least 1."""
+    """Squeeze width of an EfficientNet SE module: a ratio of the block's input channels, at least 1."""
     return max(1, int(block_in * ratio))
+
+
+def squeeze_channels(block_in: int, mid: int, ratio: float, gate: str = "sigmoid") -> int:
+    """Squeeze width of a block's SE: EfficientNet's (`gate` sigmoid) or MobileNetV3's (hsigmoid, of the expanded width)."""
+    if gate == "hsigmoid":
+        return make_divisible(int(mid * ratio))
+    return se_channels(block_in, ratio)
 
 
 def round_resolution(resolution: float, divisor: int = DIVISOR) -> int:
@@ -60,7 +81,12 @@ def scale_resolution(base_resolution: int, factor: float, divisor: int | None = 
 
 def scale_genotype(g: Genotype, width: float = 1.0, depth: float = 1.0,
                    resolution: int | None = None, divisor: int = DIVISOR) -> Genotype:
-    """Apply width/depth multipliers to stem, every stage and head, and optionally set a resolution."""
+    """Apply width/depth multipliers to stem, every stage and head, and optionally set a resolution.
+
+    Everything else is kept: per-stage activations, expansions (float ones give their expanded
+    width through `expanded_channels`), the SE variant and the head form (a MobileNetV3 head's
+    feature-mix width scales like the head, as torchvision's width multiplier does).
+    """
     stages = tuple(
         replace(st, channels=round_channels(st.channels, width, divisor), layers=round_layers(st.layers, depth))
         for st in g.stages
@@ -70,9 +96,11 @@ def scale_genotype(g: Genotype, width: float = 1.0, depth: float = 1.0,
         stem=replace(g.stem, channels=round_channels(g.stem.channels, width, divisor)),
         stages=stages,
         head=round_channels(g.head, width, divisor),
+        head_mix=round_channels(g.head_mix, width, divisor) if g.head_mix else 0,
         resolution=g.resolution if resolution is None else int(resolution),
     )
 
 
-__all__ = ["DIVISOR", "round_channels", "round_layers", "se_channels", "round_resolution", "resolution_divisor",
+__all__ = ["DIVISOR", "make_divisible", "round_channels", "round_layers", "expanded_channels", "se_channels",
+           "squeeze_channels", "round_resolution", "resolution_divisor",
            "scale_resolution", "scale_genotype"]

@@ -15,8 +15,14 @@ ever see the decisions. YAML form (see `configs/space_mnas.yaml`)::
     stages:                    # fixed stride, choices for channels and layers
       - {stride: 1, channels: [12, 16, 20], layers: [1, 2]}
 
+Optional, for MobileNetV3-style spaces (see `configs/space_mbv3.yaml`): a stage (or `defaults`)
+may list `activation` choices (the stage's own activation; without the key its layers use the
+global one), `se_gate: hsigmoid` selects MobileNetV3's SE for every stage, and `head_mix`
+(choices like `head`) gives the MobileNetV3 head's width after the pool. Files without them
+read, and write back through `to_dict`, exactly as before.
+
 Every key with more than one choice becomes one decision, named ``s<i>.<key>`` for stage i
-(1-based), ``stem.channels`` and ``head``.
+(1-based), ``stem.channels``, ``head`` and ``head_mix``.
 """
 from __future__ import annotations
 
@@ -29,15 +35,18 @@ from pathlib import Path
 from typing import Any
 
 from .genotype import Genotype, GenotypeError, Stage, Stem
-from .vocab import ACTIVATIONS, KERNELS, MAX_RESOLUTION, OP_CHOICES, SKIPS, STRIDES, check_keys
+from .vocab import ACTIVATIONS, KERNELS, MAX_RESOLUTION, OP_CHOICES, SE_GATES, SKIPS, STRIDES, check_keys
 from .yamlfile import read_yaml_file
 
 _OP_NAME = {v: k for k, v in OP_CHOICES.items()}
 STAGE_KEYS = ("op", "kernel", "se", "skip", "channels", "layers")
+# Keys a stage may leave out; without them the stage has no such decision (see module doc).
+OPTIONAL_STAGE_KEYS = ("activation",)
 _ALLOWED = {
     "op": list(OP_CHOICES),
     "kernel": list(KERNELS),
     "skip": list(SKIPS),
+    "activation": list(ACTIVATIONS),
 }
 
 
@@ -73,6 +82,7 @@ class SearchSpace:
         s = self._spec
         self.activation: str = s["activation"]
         self.resolution: int = s["resolution"]
+        self.se_gate: str = s.get("se_gate", "sigmoid")
         self.num_stages = len(s["stages"])
         self._fixed: dict[str, Any] = {}
         decisions: list[Decision] = []
@@ -85,9 +95,11 @@ class SearchSpace:
 
         add("stem.channels", s["stem"]["channels"])
         for i, st in enumerate(s["stages"], 1):
-            for key in STAGE_KEYS:
-                add(f"s{i}.{key}", st[key])
+            for key in STAGE_KEYS + OPTIONAL_STAGE_KEYS:
+                if key in st:
+                    add(f"s{i}.{key}", st[key])
         add("head", s["head"])
+        add("head_mix", s.get("head_mix", [0]))
         self.decisions: list[Decision] = decisions
         self._index = {d.name: d for d in decisions}
 
@@ -139,29 +151,39 @@ class SearchSpace:
             op, exp = OP_CHOICES[val(f"s{i}.op")]
             stages.append(Stage(op=op, kernel=val(f"s{i}.kernel"), expansion=exp, se=float(val(f"s{i}.se")),
                                 skip=val(f"s{i}.skip"), channels=val(f"s{i}.channels"),
-                                layers=val(f"s{i}.layers"), stride=st["stride"]))
+                                layers=val(f"s{i}.layers"), stride=st["stride"],
+                                act=val(f"s{i}.activation") if "activation" in st else None))
         stem = Stem(channels=val("stem.channels"), kernel=s["stem"]["kernel"], stride=s["stem"]["stride"])
         return Genotype(stages=tuple(stages), stem=stem, head=val("head"), activation=self.activation,
-                        resolution=self.resolution)
+                        resolution=self.resolution, se_gate=self.se_gate, head_mix=val("head_mix"))
 
     def encode(self, g: Genotype) -> dict[str, Any]:
         """The decision vector of a member genotype; raises SpaceError naming what does not fit.
 
         Activation and resolution are global knobs of the space, not decisions, and are not
-        compared.
+        compared; the SE variant changes the weights' shapes and is. A stage's own activation is
+        compared where the space lists activation choices for it; elsewhere a stage may only name
+        the global one.
         """
         s = self._spec
         if len(g.stages) != self.num_stages:
             raise SpaceError(f"genotype has {len(g.stages)} stages, the space {self.num_stages}")
+        if g.se_gate != self.se_gate:
+            raise SpaceError(f"se_gate {g.se_gate!r} is not allowed; allowed: the space's {self.se_gate!r}")
         if g.stem.kernel != s["stem"]["kernel"] or g.stem.stride != s["stem"]["stride"]:
             raise SpaceError(f"stem k{g.stem.kernel} s{g.stem.stride} differs from the space's "
                              f"k{s['stem']['kernel']} s{s['stem']['stride']}")
-        values: dict[str, Any] = {"stem.channels": g.stem.channels, "head": g.head}
+        values: dict[str, Any] = {"stem.channels": g.stem.channels, "head": g.head, "head_mix": g.head_mix}
         for i, (st, sp) in enumerate(zip(g.stages, s["stages"]), 1):
             if st.stride != sp["stride"]:
                 raise SpaceError(f"stage {i}: stride {st.stride} differs from the space's {sp['stride']}")
             values.update({f"s{i}.op": op_name(st), f"s{i}.kernel": st.kernel, f"s{i}.se": st.se,
                            f"s{i}.skip": st.skip, f"s{i}.channels": st.channels, f"s{i}.layers": st.layers})
+            if "activation" in sp:
+                values[f"s{i}.activation"] = g.stage_activation(st)
+            elif st.act not in (None, g.activation):
+                raise SpaceError(f"stage {i}: activation {st.act!r} is not allowed; allowed: the global "
+                                 f"{g.activation!r} (the space has no per-stage activation)")
         for name, v in values.items():
             allowed = self._index[name].choices if name in self._index else (self._fixed[name],)
             if v not in allowed:
@@ -202,8 +224,8 @@ def _validate(spec: Any, src: str) -> dict[str, Any]:
     if not isinstance(spec, Mapping):
         raise SpaceError(f"{src}: a search space must be a mapping, got {type(spec).__name__}")
     where = f"{src}: "
-    check_keys(spec, {"activation", "resolution", "stem", "head", "defaults", "stages", "name", "description"},
-               SpaceError, where)
+    check_keys(spec, {"activation", "resolution", "stem", "head", "head_mix", "se_gate", "defaults", "stages", "name",
+                      "description"}, SpaceError, where)
     act = spec.get("activation", "swish")
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise SpaceError(f"{src}: key 'activation': {act!r} is not one of {list(ACTIVATIONS)}")
@@ -220,10 +242,17 @@ def _validate(spec: Any, src: str) -> dict[str, Any]:
         "stride": _scalar_int(stem.get("stride", 2), src, "stem.stride", STRIDES),
     }
     head = _int_list(spec.get("head", 1280), src, "head")
+    extra: dict[str, Any] = {}
+    if "se_gate" in spec:
+        if spec["se_gate"] not in SE_GATES:
+            raise SpaceError(f"{src}: key 'se_gate': {spec['se_gate']!r} is not one of {list(SE_GATES)}")
+        extra["se_gate"] = spec["se_gate"]
+    if "head_mix" in spec:
+        extra["head_mix"] = _int_list(spec["head_mix"], src, "head_mix")
     defaults = spec.get("defaults", {}) or {}
     if not isinstance(defaults, Mapping):
         raise SpaceError(f"{src}: key 'defaults' must be a mapping")
-    check_keys(defaults, set(STAGE_KEYS), SpaceError, where, "defaults.")
+    check_keys(defaults, {*STAGE_KEYS, *OPTIONAL_STAGE_KEYS}, SpaceError, where, "defaults.")
     stages = spec.get("stages")
     if not isinstance(stages, list) or not stages:
         raise SpaceError(f"{src}: key 'stages' must be a non-empty list of stage mappings")
@@ -232,10 +261,10 @@ def _validate(spec: Any, src: str) -> dict[str, Any]:
         prefix = f"stages[{i - 1}]."
         if not isinstance(st, Mapping):
             raise SpaceError(f"{src}: key '{prefix[:-1]}' must be a mapping, got {st!r}")
-        check_keys(st, set(STAGE_KEYS) | {"stride"}, SpaceError, where, prefix)
+        check_keys(st, {*STAGE_KEYS, *OPTIONAL_STAGE_KEYS, "stride"}, SpaceError, where, prefix)
         merged = {**defaults, **st}
         out = {"stride": _scalar_int(merged.get("stride"), src, prefix + "stride", STRIDES)}
-        for key in STAGE_KEYS:
+        for key in STAGE_KEYS + tuple(k for k in OPTIONAL_STAGE_KEYS if k in merged):
             if key not in merged:
                 raise SpaceError(f"{src}: key '{prefix}{key}' is missing (and not in 'defaults')")
             vals = merged[key] if isinstance(merged[key], list) else [merged[key]]
@@ -256,7 +285,9 @@ def _validate(spec: Any, src: str) -> dict[str, Any]:
                 raise SpaceError(f"{src}: key '{prefix}{key}': {vals} has duplicate choices")
             out[key] = vals
         out_stages.append(out)
-    return {"activation": act, "resolution": res, "stem": out_stem, "head": head, "stages": out_stages}
+    out_spec = {"activation": act, "resolution": res, "stem": out_stem, "head": head, "stages": out_stages}
+    out_spec.update(extra)  # only when given, so older spaces keep their exact validated form
+    return out_spec
 
 
 def _int_list(v: Any, src: str, key: str) -> list[int]:

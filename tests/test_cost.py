@@ -44,10 +44,34 @@ def _agree(g, res, in_ch, classes, device):
     assert count_macs(m, (in_ch, res, res), device=device) == c.macs, (g.to_string(), res)
 
 
-@pytest.mark.parametrize("name", ["efficientnet-b0", "mnasnet-a1", "mobilenet-v2"])
+@pytest.mark.parametrize("name", ["efficientnet-b0", "mnasnet-a1", "mobilenet-v2", "mobilenet-v3-large"])
 @pytest.mark.parametrize("res", [224, 97, 32])
 def test_references_agree_with_builder(name, res):
     _agree(reference(name), res, 3, 1000, "cpu" if res < 100 else "meta")
+
+
+def test_mobilenet_v3_large_is_torchvisions():
+    """Params of torchvision's mobilenet_v3_large and its expanded widths (timm's e2.5 / e2.3 included)."""
+    from search_space.rounding import expanded_channels
+
+    g = reference("mobilenet-v3-large")
+    assert cost(g).params == 5_483_032
+    mids = [expanded_channels(c_in, st.expansion) for _, st, c_in, _, _ in g.layers() if st.expansion != 1]
+    assert mids == [64, 72, 72, 120, 120, 240, 200, 184, 184, 480, 672, 672, 960, 960]
+    m = build_model(g)
+    assert sum(isinstance(x, torch.nn.Hardswish) for x in m.modules()) == 1 + 2 * 9 + 2  # stem, 9 hs blocks, head
+    assert sum(isinstance(x, torch.nn.Hardsigmoid) for x in m.modules()) == 8
+    squeezes = [b.body[2].reduce.out_channels for b in m.blocks if len(b.body) == 4]
+    assert squeezes == [24, 32, 32, 120, 168, 168, 240, 240]  # make_divisible(expanded / 4, 8)
+
+
+def test_mbv3_space_members_agree_with_builder(root):
+    rng = random.Random(3)
+    space = load_space(root / "configs" / "space_mbv3.yaml")
+    for _ in range(6):
+        g = space.sample(rng)
+        _agree(g, rng.choice([224, 160, 97]), 3, rng.choice([10, 1000]), "meta")
+    _agree(space.sample(rng), 32, 3, 10, "cpu")
 
 
 def test_200_random_members_agree_with_builder(root):

@@ -23,7 +23,7 @@ def test_reference_yaml_round_trip(name):
     assert Genotype.from_dict(g.to_dict()) == g
 
 
-@pytest.mark.parametrize("space", ["space_mnas", "space_cifar", "space_digits"])
+@pytest.mark.parametrize("space", ["space_mnas", "space_cifar", "space_digits", "space_mbv3"])
 def test_random_members_round_trip(root, space):
     s = load_space(root / "configs" / f"{space}.yaml")
     rng = random.Random(3)
@@ -97,7 +97,7 @@ B0 = reference("efficientnet-b0").to_string()
     ("stem_c32_", "stem_ctrue_", "stem: channels 'true' is not allowed"),
     ("head_c1280", "head_c0", "head: channels 0 is not allowed"),
     ("swish_r224", "swish_r100000", "genotype: resolution 100000 is not allowed; allowed: an integer in [1, 4096]"),
-    ("swish_r224", "gelu_r224", "genotype: activation 'gelu' is not allowed; allowed: one of ['swish', 'relu']"),
+    ("swish_r224", "gelu_r224", "genotype: activation 'gelu' is not allowed; allowed: one of ['swish', 'relu', 'hswish']"),
     ("ir_r1_k3_s1_e1_c16_se0.25", "ir_r1_k3_s1_e1_c16.5_se0.25",
      "stages[0] 'ir_r1_k3_s1_e1_c16.5_se0.25': channels 16.5 is not allowed"),
     ("ir_r2_k3_s2_e6_c24_se0.25", "ir_r2_k3_s2_e6_c24_se1.5", "stages[1] 'ir_r2_k3_s2_e6_c24_se1.5': se 1.5"),
@@ -170,3 +170,33 @@ def test_yaml_with_a_bad_stem_is_an_error(tmp_path):
     p.write_text(text)
     with pytest.raises(GenotypeError, match=r"stride 3 is not allowed"):
         load_genotype(str(p))
+
+
+def test_mobilenet_v3_grammar():
+    """Per-stage activation, MobileNetV3 SE, float expansions and the feature-mix head, and their defaults."""
+    g = reference("mobilenet-v3-large")
+    assert g.activation == "hswish" and g.se_gate == "hsigmoid" and g.head == 960 and g.head_mix == 1280
+    assert [st.act for st in g.stages[:4]] == ["relu"] * 4 and g.stages[4].act is None
+    assert [g.stage_activation(st) for st in g.stages[3:5]] == ["relu", "hswish"]
+    assert [st.expansion for st in g.stages[5:7]] == [2.5, 2.3]
+    assert type(parse("relu_r224:stem_c8_k3_s2:ir_r1_k3_s1_e6.0_c8:head_c16").stages[0].expansion) is int
+    old = reference("efficientnet-b0")
+    assert old.se_gate == "sigmoid" and old.head_mix == 0 and all(st.act is None for st in old.stages)
+    assert "se_gate" not in old.to_dict() and "activation" not in old.to_dict()["stages"][0]
+    d = g.to_dict()
+    assert d["se_gate"] == "hsigmoid" and d["head_mix"] == 1280 and d["stages"][0]["activation"] == "relu"
+    assert Genotype.from_dict(d) == g
+    assert dataclasses.replace(g.stages[0], act="swish").to_string() == "ir_r1_k3_s1_e1_c16_swish"
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ("relu_r224_sigmoid2:stem_c8_k3_s2:ir_r1_k3_s1_e6_c8:head_c16", "se_gate 'sigmoid2'"),
+    ("relu_r224:stem_c8_k3_s2:ir_r1_k3_s1_e6_c8_relu_hswish:head_c16", "at most one"),
+    ("relu_r224:stem_c8_k3_s2:ir_r1_k3_s1_e0.5_c8:head_c16", "expansion 0.5"),
+    ("relu_r224:stem_c8_k3_s2:ds_r1_k3_s1_e2.5_c8:head_c16", "expansion 2.5"),
+    ("relu_r224:stem_c8_k3_s2:ir_r1_k3_s1_e6_c8_gelu:head_c16", "cannot read field 'gelu'"),
+    ("relu_r224:stem_c8_k3_s2:ir_r1_k3_s1_e6_c8:head_c16_m-1", "mix -1"),
+])
+def test_mobilenet_v3_fields_are_validated(bad, msg):
+    with pytest.raises(GenotypeError, match=msg):
+        parse(bad)

@@ -211,7 +211,7 @@ def test_import_proxylessnas_table(tmp_path: Path) -> None:
     f = tmp_path / "proxyless.yaml"
     f.write_text(PROXYLESS)
     table, rep = import_ofa(load_ofa_yaml(f))
-    assert rep.mapped == 5 and sum(rep.skipped.values()) == 1  # idskip on a stride-2 block
+    assert rep.mapped == 6 and sum(rep.skipped.values()) == 1  # idskip on a stride-2 block; Conv_1 + Logits: 2
     assert table.median(StemSpec(224, 224, 3, 32, 3, 2, "relu").key) == 4.349
     assert table.median(BlockSpec(112, 112, 32, 16, 3, 1, "ir", 1, 0.0, False, "relu").key) == 3.1
     assert table.median(BlockSpec(112, 112, 16, 24, 5, 2, "ir", 6, 0.0, False, "relu").key) == 5.5
@@ -233,10 +233,14 @@ def test_import_mobilenetv3_table(tmp_path: Path, capsys: pytest.CaptureFixture[
     out = tmp_path / "lut.json"
     assert main(["import-ofa", str(f), "--out", str(out), "--resolution", "224"]) == 0
     text = capsys.readouterr().out
-    assert "mapped 2 entries, skipped 7" in text
+    assert "mapped 8 of 9 entries, skipped 1" in text  # expand:100 is no multiple of 40 input channels
     t = LatencyTable.load(out)
+    assert t.median(StemSpec(224, 224, 3, 16, 3, 2, "hswish").key) == 2.0
     assert t.median(BlockSpec(56, 56, 32, 32, 5, 1, "ir", 6, 0.0, True, "relu").key) == 3.0
-    assert t.median(BlockSpec(56, 56, 32, 40, 3, 2, "ir", 3, 0.25, False, "relu").key) == 1.0
+    assert t.median(BlockSpec(56, 56, 32, 40, 3, 2, "ir", 3, 0.25, False, "relu", "hsigmoid").key) == 1.0
+    assert t.median(BlockSpec(28, 28, 40, 40, 3, 1, "ir", 6, 0.25, True, "hswish", "hsigmoid").key) == 1.0
+    # Conv_1 + AvgPool2D + Conv_2 + Logits: the MobileNetV3 head with its feature mix
+    assert t.median(HeadSpec(7, 7, 160, 960, 1000, "hswish", 1280).key) == pytest.approx(1.6)
     assert t.resolution == 224
     assert main(["import-ofa", str(tmp_path / "none.yaml"), "--out", str(out)]) == 2
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny import LATENCY_SPACE as TINY_SPACE
 
 from latency import LatencyTable, LatencyTableError
 from latency.keys import (
@@ -20,18 +21,6 @@ from latency.keys import (
     space_specs,
 )
 from search_space.space import load_space
-
-TINY_SPACE = """\
-name: tiny
-activation: relu
-resolution: 16
-stem: {channels: 8, kernel: 3, stride: 2}
-head: 32
-defaults: {op: [mbconv3, sepconv], kernel: [3], se: [0.0, 0.25], skip: [identity]}
-stages:
-  - {stride: 1, channels: [8], layers: [1, 2]}
-  - {stride: 2, channels: [16], layers: [1]}
-"""
 
 
 @pytest.fixture
@@ -57,7 +46,17 @@ def test_keys_round_trip_and_are_file_name_safe() -> None:
     specs = [StemSpec(224, 224, 3, 32, 3, 2, "swish"),
              BlockSpec(112, 112, 32, 16, 3, 1, "ir", 6, 0.25, False, "swish"),
              BlockSpec(7, 7, 160, 160, 5, 1, "cn", 1, 0.0, True, "relu"),
-             HeadSpec(7, 7, 320, 1280, 1000, "relu")]
+             HeadSpec(7, 7, 320, 1280, 1000, "relu"),
+             StemSpec(224, 224, 3, 16, 3, 2, "hswish"),
+             BlockSpec(14, 14, 80, 80, 3, 1, "ir", 2.3, 0.0, True, "hswish"),
+             BlockSpec(14, 14, 96, 136, 5, 1, "ir", 4, 0.25, False, "hswish", "hsigmoid"),
+             HeadSpec(7, 7, 192, 1152, 1000, "hswish", 1536)]
+    assert [s.key for s in specs[-3:]] == ["ir-in14x14x80-out80-k3-s1-e2.3-se0-res1-hswish",
+                                           "ir-in14x14x96-out136-k5-s1-e4-hse0.25-res0-hswish",
+                                           "head-in7x7x192-out1152-mix1536-cls1000-hswish"]
+    # without SE there is no SE variant: one spec, one key
+    assert BlockSpec(7, 7, 8, 8, 3, 1, "ir", 1, 0.0, True, "relu", "hsigmoid") == BlockSpec(
+        7, 7, 8, 8, 3, 1, "ir", 1, 0.0, True, "relu")
     for s in specs:
         assert parse_key(s.key) == s
         assert all(c.isalnum() or c in "-." for c in s.key)
@@ -67,7 +66,7 @@ def test_keys_round_trip_and_are_file_name_safe() -> None:
 
 
 @pytest.mark.parametrize("space", ["configs/space_mnas.yaml", "configs/space_digits.yaml",
-                                   "configs/space_cifar.yaml"])
+                                   "configs/space_cifar.yaml", "configs/space_mbv3.yaml"])
 def test_space_specs_cover_every_member(space: str) -> None:
     sp = load_space(space)
     keys = {s.key for s in space_specs(sp)}

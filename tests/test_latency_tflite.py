@@ -126,6 +126,7 @@ def test_reference_networks_match_torch(name: str) -> None:
 
 
 @pytest.mark.parametrize("space,res,seed", [("configs/space_mnas.yaml", 64, 0), ("configs/space_mnas.yaml", 64, 1),
+                                            ("configs/space_mbv3.yaml", 32, 0),
                                             ("configs/space_digits.yaml", 16, 0),
                                             ("configs/space_digits.yaml", 16, 1)])
 def test_space_members_match_torch(space: str, res: int, seed: int) -> None:
@@ -158,3 +159,36 @@ def test_xnnpack_delegate_takes_the_graph() -> None:
     stage = Stage(op="ir", kernel=5, expansion=6, se=0.25, skip="identity", channels=16, layers=1, stride=2)
     r = Runner(emit.module_tflite(emit.make_block(stage, 16, 16, 2, "swish"), (8, 8, 16)))
     assert "DELEGATE" in [d["op_name"] for d in r.interpreter._get_ops_details()]
+
+
+MBV3_CASES = [
+    # expansion, kernel, stride, se, c_in, c_out, act, size: MobileNetV3's SE (hard-sigmoid), h-swish
+    (2.5, 3, 1, 0.25, 16, 16, "hswish", 7),
+    (6, 5, 2, 0.25, 16, 24, "relu", 9),
+    (4, 7, 1, 0.0, 8, 16, "hswish", 8),
+    (1, 3, 1, 0.25, 16, 16, "relu", 6),
+]
+
+
+@pytest.mark.parametrize("e,k,s,se,c_in,c_out,act,size", MBV3_CASES)
+def test_mbv3_block_matches_torch(e, k, s, se, c_in, c_out, act, size) -> None:
+    stage = Stage(op="ir", kernel=k, expansion=e, se=se, skip="identity", channels=c_out, layers=1, stride=s)
+    block = emit.make_block(stage, c_in, c_out, s, act, seed=size, se_gate="hsigmoid")
+    x = torch.randn(1, c_in, size, size, generator=torch.Generator().manual_seed(1)) * 3  # reach both hinges
+    got = _tflite(emit.module_tflite(block, (size, size, c_in)), x)
+    assert np.abs(got - _torch_nhwc(block, x)).max() < TOL
+
+
+def test_mbv3_ops_and_head() -> None:
+    """HARD_SWISH builtin; hard-sigmoid gate as ADD (RELU6 fused) + MUL; the head's feature mix as FULLY_CONNECTED."""
+    stage = Stage(op="ir", kernel=3, expansion=4, se=0.25, skip="identity", channels=16, layers=1, stride=1)
+    ops = _ops(emit.module_tflite(emit.make_block(stage, 16, 16, 1, "hswish", se_gate="hsigmoid"), (8, 8, 16)))
+    assert ops == ["CONV_2D", "HARD_SWISH", "DEPTHWISE_CONV_2D", "HARD_SWISH", "MEAN", "CONV_2D", "CONV_2D",
+                   "ADD", "MUL", "MUL", "CONV_2D", "ADD"]
+    head = emit.make_head(24, 48, 10, "hswish", mix=64)
+    x = torch.randn(1, 24, 4, 4) * 3
+    with torch.no_grad():
+        want = head(x).numpy()
+    model = emit.module_tflite(head, (4, 4, 24))
+    assert _ops(model) == ["CONV_2D", "HARD_SWISH", "MEAN", "FULLY_CONNECTED", "HARD_SWISH", "FULLY_CONNECTED"]
+    assert np.abs(_tflite(model, x) - want).max() < TOL

@@ -207,3 +207,21 @@ def cost_of(g):
     from search_space import cost
 
     return cost(g).macs
+
+
+def test_mobilenet_v3_scales_with_its_activations_se_and_head():
+    """Compound scaling keeps per-stage activations, the SE variant, float expansions and the head form."""
+    from search_space.model import build_model, count_params
+    from search_space.rounding import expanded_channels
+
+    base = reference("mobilenet-v3-large")
+    fam = compound_family(base, 1.2, 1.1, 1.15, [1, 2])
+    for m in fam:
+        g = m.genotype
+        assert [st.act for st in g.stages] == [st.act for st in base.stages]
+        assert [st.expansion for st in g.stages] == [st.expansion for st in base.stages]
+        assert g.se_gate == "hsigmoid" and g.activation == "hswish" and g.head_mix > base.head_mix
+        assert count_params(build_model(g)) == m.params
+    g = fam[0].genotype  # width 1.1: 80 -> 88 channels, e2.3 -> make_divisible(202.4) = 200
+    assert g.stages[6].channels == 88 and expanded_channels(88, 2.3) == 200
+    assert g.head_mix == round_channels(1280, 1.1)

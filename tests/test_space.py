@@ -1,6 +1,8 @@
+import dataclasses
 import random
 
 import pytest
+import yaml
 
 from search_space import GenotypeError, SearchSpace, SpaceError, load_space, reference
 from search_space.genotype import uses_residual
@@ -142,3 +144,39 @@ def test_one_vocabulary():
     for k in (0, 2, 4, 9):
         with pytest.raises(GenotypeError):
             Stage("ir", k, 1, 0.0, "identity", 8, 1, 1)
+
+
+def test_mbv3_space_is_ofas(root):
+    """OFA's MobileNetV3 space at width 1.2: fixed per-stage activations, MobileNetV3 SE and head."""
+    space = load_space(root / "configs" / "space_mbv3.yaml")
+    assert space.size == 27 ** 5 and space.se_gate == "hsigmoid"
+    assert {d.name.split(".")[1] for d in space.decisions} == {"op", "kernel", "layers"}
+    g = space.decode({d.name: d.choices[-1] for d in space.decisions})
+    assert [g.stage_activation(st) for st in g.stages] == ["relu"] * 3 + ["hswish"] * 3
+    assert [st.channels for st in g.stages] == [24, 32, 48, 96, 136, 192] and g.stem.channels == 24
+    assert (g.head, g.head_mix, g.se_gate) == (1152, 1536, "hsigmoid")
+    assert space.encode(g) == {d.name: d.choices[-1] for d in space.decisions}
+    with pytest.raises(SpaceError, match=r"s4.activation.*'relu'.*\['hswish'\]"):
+        space.encode(g.replace(stages=(*g.stages[:3], dataclasses.replace(g.stages[3], act="relu"), *g.stages[4:])))
+    with pytest.raises(SpaceError, match="se_gate 'sigmoid'"):
+        space.encode(g.replace(se_gate="sigmoid"))
+    assert not space.contains(reference("mobilenet-v3-large"))
+    # a space without the MobileNetV3 keys keeps its exact validated form (run resumes compare it)
+    mnas = load_space(root / "configs" / "space_mnas.yaml").to_dict()
+    assert "se_gate" not in mnas and "head_mix" not in mnas and "activation" not in mnas["stages"][0]
+
+
+def test_per_stage_activation_choices_are_decisions(root):
+    spec = yaml.safe_load((root / "configs" / "space_mbv3.yaml").read_text())
+    spec["stages"][3]["activation"] = ["relu", "hswish"]
+    space = SearchSpace(spec)
+    assert space._index["s4.activation"].choices == ("relu", "hswish")
+    g = space.decode({**{d.name: d.choices[0] for d in space.decisions}})
+    assert g.stages[3].act == "relu" and space.encode(g)["s4.activation"] == "relu"
+    spec["stages"][3]["activation"] = ["gelu"]
+    with pytest.raises(SpaceError, match=r"stages\[3\].activation.*gelu.*allowed"):
+        SearchSpace(spec)
+    spec["stages"][3]["activation"] = "relu"
+    spec["se_gate"] = "tanh"
+    with pytest.raises(SpaceError, match="se_gate.*tanh.*sigmoid"):
+        SearchSpace(spec)

@@ -210,3 +210,16 @@ def test_init_from_a_supernet_member(tmp_path, config, capsys):
     err = _err(capsys, [non_member, "--config", str(config), "--out", str(tmp_path / "o"),
                         "--init", f"supernet:{path}", "--set", "stage2.data.resolution=8"])
     assert "not a member" in err
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_scratch(tmp_path):
+    from nas.stage2 import Stage2Error, open_out_dir
+
+    out = tmp_path / "run"
+    (out / "tensorboard").mkdir(parents=True)
+    (out / "genotype.yaml").write_text("x")
+    (out / "config.yaml").write_text("x")
+    assert open_out_dir(out, resume=True) is None  # nothing to resume: start anew
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(Stage2Error, match="no checkpoint.pt"):
+        open_out_dir(out, resume=True)

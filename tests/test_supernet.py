@@ -14,11 +14,13 @@ from nas.supernet.evaluator import recalibrate_bn
 from nas.supernet.sampling import largest, smallest, step_members
 from search_space import cost, load_space
 from search_space.references import REFERENCES, reference
+from search_space.vocab import OP_CHOICES
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = sorted((ROOT / "configs").glob("space_*.yaml"))
 # A small input per space keeps the forward passes cheap (the total stride still fits).
-SMALL = {"space_mnas.yaml": 32, "space_cifar.yaml": 16, "space_cifar_narrow.yaml": 16, "space_digits.yaml": 8}
+SMALL = {"space_mnas.yaml": 32, "space_mbv3.yaml": 32, "space_cifar.yaml": 16, "space_cifar_narrow.yaml": 16,
+         "space_digits.yaml": 8}
 
 
 def _scramble(net: torch.nn.Module, seed: int = 0) -> None:
@@ -101,7 +103,8 @@ def test_largest_and_smallest_bound_random_members():
         space = load_space(path)
         big, small = largest(space), smallest(space)
         assert space.contains(big) and space.contains(small)
-        assert all(st.op == "ir" and st.expansion == 6 and st.se > 0 for st in big.stages)
+        for st, sp in zip(big.stages, space.to_dict()["stages"]):  # MBConv at its widest, SE at its largest
+            assert st.op == "ir" and st.expansion == max(OP_CHOICES[o][1] for o in sp["op"]) and st.se == max(sp["se"])
         rng = random.Random(0)
         macs = [cost(space.sample(rng)).macs for _ in range(50)]
         assert cost(small).macs <= min(macs) and cost(big).macs >= max(macs) * 0.5
@@ -162,3 +165,15 @@ def test_recalibration_measures_exact_batch_statistics():
     with torch.no_grad():
         stem = model.stem[0](x)
     assert torch.allclose(model.stem[1].running_mean, stem.mean((0, 2, 3)), atol=1e-5)
+
+
+def test_covers_compares_the_mobilenet_v3_knobs():
+    spec = load_space(ROOT / "configs" / "space_mbv3.yaml").to_dict()
+    assert covers(spec, spec) is None
+    other = {**spec, "stages": [dict(st) for st in spec["stages"]]}
+    other["stages"][3]["activation"] = ["relu"]
+    assert "stage 4: activation ['relu']" in covers(spec, other)
+    del other["stages"][3]["activation"]  # no choices: the global hswish, which the supernet has there
+    assert covers(spec, other) is None
+    assert "se_gate sigmoid" in covers(spec, {**spec, "se_gate": "sigmoid"})
+    assert "head_mix [1280]" in covers(spec, {**spec, "head_mix": [1280]})

@@ -10,6 +10,18 @@ stages:
   - {stride: 2, channels: [8, 12], layers: [1]}
   - {stride: 2, channels: [16], layers: [1, 2]}
 """
+# The latency tests' space: 16x16, four blocks of two kinds, builds a table in seconds.
+LATENCY_SPACE = """\
+name: tiny
+activation: relu
+resolution: 16
+stem: {channels: 8, kernel: 3, stride: 2}
+head: 32
+defaults: {op: [mbconv3, sepconv], kernel: [3], se: [0.0, 0.25], skip: [identity]}
+stages:
+  - {stride: 1, channels: [8], layers: [1, 2]}
+  - {stride: 2, channels: [16], layers: [1]}
+"""
 # Twice the members: kernel 3 or 5 in every stage.
 SPACE_K35 = SPACE.replace("kernel: [3]", "kernel: [3, 5]")
 

@@ -108,6 +108,10 @@ def covers(super_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> str | None
         return f"activation {spec['activation']} vs the supernet's {super_spec['activation']}"
     if super_spec["resolution"] != spec["resolution"]:
         return f"resolution {spec['resolution']} vs the supernet's {super_spec['resolution']}"
+    if super_spec.get("se_gate", "sigmoid") != spec.get("se_gate", "sigmoid"):
+        return f"se_gate {spec.get('se_gate', 'sigmoid')} vs the supernet's {super_spec.get('se_gate', 'sigmoid')}"
+    if not set(spec.get("head_mix", [0])) <= set(super_spec.get("head_mix", [0])):
+        return f"head_mix {spec.get('head_mix', [0])} not within {super_spec.get('head_mix', [0])}"
     a, b = super_spec["stem"], spec["stem"]
     if (a["kernel"], a["stride"]) != (b["kernel"], b["stride"]):
         return "the stem kernel or stride differs"
@@ -120,10 +124,16 @@ def covers(super_spec: Mapping[str, Any], spec: Mapping[str, Any]) -> str | None
     for i, (s, t) in enumerate(zip(super_spec["stages"], spec["stages"]), 1):
         if s["stride"] != t["stride"]:
             return f"stage {i}: stride {t['stride']} vs the supernet's {s['stride']}"
-        for key, vals in t.items():
-            if key != "stride" and not set(vals) <= set(s[key]):
-                return f"stage {i}: {key} {vals} not within the supernet's {s[key]}"
+        for key in sorted({*s, *t} - {"stride"}):
+            vals, have = _choices(t, key, spec), _choices(s, key, super_spec)
+            if not set(vals) <= set(have):
+                return f"stage {i}: {key} {vals} not within the supernet's {have}"
     return None
+
+
+def _choices(stage: Mapping[str, Any], key: str, spec: Mapping[str, Any]) -> list[Any]:
+    """A stage's choices for `key`; a stage without activation choices runs the global activation."""
+    return list(stage.get(key, [spec["activation"]] if key == "activation" else []))
 
 
 __all__ = ["CheckpointError", "FORMAT", "TRAIN_FORMAT", "sha256_file", "save_supernet", "save_payload",

@@ -5,9 +5,13 @@ Per layer of every stage it holds one block of weights per *op family* (``cn`` r
 
 - kernel: the centre ``k x k`` of the largest kernel (BigNAS, OFA without the transform);
 - channels: the first ``c`` output / input channels of every conv, BN and SE weight;
-- expansion: the first ``c_in x e`` channels of the MBConv expansion (``e = 1`` skips it, as
-  the builder does, and uses the first ``c_in`` channels of the depthwise and projection);
-- SE: on/off, its squeeze width ``max(1, int(c_in x ratio))`` a slice of the widest one;
+- expansion: the first ``expanded_channels(c_in, e)`` channels of the MBConv expansion (``e = 1``
+  skips it, as the builder does, and uses the first ``c_in`` channels of the depthwise and
+  projection);
+- SE: on/off, its squeeze width (`search_space.rounding.squeeze_channels` of the space's SE
+  variant) a slice of the widest one;
+- activation: a stage's own where the space gives it (no weights), else the global one;
+- MobileNetV3 head: the feature mix (``head_mix``) is a slice of the widest linear layer;
 - layers: the first ``k`` layers of a stage (the rest are skipped);
 - skip: the identity residual where the builder adds it (no weights).
 
@@ -33,15 +37,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_space.genotype import Genotype, Stage, uses_residual
-from search_space.model import GenotypeNet, build_model
-from search_space.rounding import se_channels
+from search_space.model import ACTIVATION_MODULES, GATE_MODULES, GenotypeNet, build_model
+from search_space.rounding import expanded_channels, squeeze_channels
 from search_space.space import OP_CHOICES, SearchSpace, load_space
+from search_space.vocab import se_activation
 
 BN_EPS = 1e-3  # the builder's
+# The builder's activation and gate modules, not in place: a supernet slice's output feeds autograd.
+_ACTS = {name: cls() for name, cls in ACTIVATION_MODULES.items()}
+_GATES = {name: cls() for name, cls in GATE_MODULES.items()}
 
 
 def _act(x: torch.Tensor, name: str) -> torch.Tensor:
-    return F.silu(x) if name == "swish" else F.relu(x)
+    return _ACTS[name](x)
 
 
 class SuperConvBN(nn.Module):
@@ -78,10 +86,10 @@ class SuperSE(nn.Module):
             nn.init.normal_(m.weight, 0.0, (2.0 / m.out_channels) ** 0.5)
             nn.init.zeros_(m.bias)
 
-    def piece(self, channels: int, squeeze: int, act: str) -> SEPiece:
+    def piece(self, channels: int, squeeze: int, act: str, gate: str = "sigmoid") -> SEPiece:
         """The slice an SE of `channels` with `squeeze` units uses."""
         return SEPiece(self.reduce.weight[:squeeze, :channels], self.reduce.bias[:squeeze],
-                       self.expand.weight[:channels, :squeeze], self.expand.bias[:channels], act)
+                       self.expand.weight[:channels, :squeeze], self.expand.bias[:channels], act, gate)
 
 
 @dataclass
@@ -131,11 +139,12 @@ class SEPiece:
     ew: torch.Tensor
     eb: torch.Tensor
     act: str
+    gate: str = "sigmoid"
 
     def __call__(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
         s = F.conv2d(_act(F.conv2d(s, self.rw, self.rb), self.act), self.ew, self.eb)
-        return x * torch.sigmoid(s)
+        return x * _GATES[self.gate](s)
 
     def copy_to(self, module: nn.Module) -> None:
         """Copy the slice into a SqueezeExcite."""
@@ -149,51 +158,64 @@ class SuperLayer(nn.Module):
     """Layer j of a stage: the widest weights of every op family the stage can choose."""
 
     def __init__(self, ops: list[str], kernels: list[int], ses: list[float], c_in: int, c_out: int,
-                 c_in_choices: list[int], bn_momentum: float) -> None:
+                 c_in_choices: list[int], bn_momentum: float, se_gate: str = "sigmoid",
+                 c_out_choices: list[int] | None = None) -> None:
         super().__init__()
+        self.se_gate = se_gate
         fams: dict[str, list[int]] = {}
         for name in ops:
             op, e = OP_CHOICES[name]
             fams.setdefault(op, []).append(e)
         k = max(kernels)
-        se_on = any(r > 0 for r in ses)
-        sq = max(se_channels(ci, r) for ci in c_in_choices for r in ses if r > 0) if se_on else 0
+        ratios = [r for r in ses if r > 0]
+        outs = c_out_choices or [c_out]
+
+        def widest_squeeze(mids: dict[int, list[int]]) -> int:
+            # Every (c_in, mid, ratio) a member can have; MobileNetV3's squeeze depends on mid.
+            return max(squeeze_channels(ci, mid, r, se_gate) for ci, ms in mids.items() for mid in ms for r in ratios)
+
         bn = dict(bn_momentum=bn_momentum)
         self.families = nn.ModuleDict()
         if "cn" in fams:
             m = nn.ModuleDict({"conv": SuperConvBN(c_in, c_out, k, **bn)})
-            if se_on:
-                m["se"] = SuperSE(c_out, sq)
+            if ratios:
+                m["se"] = SuperSE(c_out, widest_squeeze({ci: outs for ci in c_in_choices}))
             self.families["cn"] = m
         for op in ("ds", "ir"):
             if op not in fams:
                 continue
-            mid = c_in * max(fams[op])
+            mid = max(expanded_channels(c_in, e) for e in fams[op])
             m = nn.ModuleDict()
             if any(e != 1 for e in fams[op]):
                 m["expand"] = SuperConvBN(c_in, mid, 1, **bn)
             m["dw"] = SuperConvBN(mid, mid, k, depthwise=True, **bn)
-            if se_on:
-                m["se"] = SuperSE(mid, sq)
+            if ratios:
+                m["se"] = SuperSE(mid, widest_squeeze({ci: [expanded_channels(ci, e) for e in fams[op]]
+                                                       for ci in c_in_choices}))
             m["project"] = SuperConvBN(mid, c_out, 1, **bn)
             self.families[op] = m
 
     def pieces(self, st: Stage, c_in: int, c_out: int, stride: int, act: str) -> list[Any]:
-        """The pieces of one layer of stage `st`, in the order of `search_space.model.Block`'s body."""
+        """The pieces of one layer of stage `st`, in the order of `search_space.model.Block`'s body.
+
+        `act` is the network's activation; a stage that names its own uses that, as the builder does.
+        """
         if st.op not in self.families:
             raise ValueError(f"op {st.op} is not in the supernet's families {list(self.families)}")
         m = self.families[st.op]
+        act = st.act or act
+        gate = self.se_gate
         out: list[Any] = []
         if st.op == "cn":
             out.append(m["conv"].piece(c_in, c_out, st.kernel, stride, act))
             mid = c_out
         else:
-            mid = c_in * st.expansion
+            mid = expanded_channels(c_in, st.expansion)
             if st.expansion != 1:
                 out.append(m["expand"].piece(c_in, mid, 1, 1, act))
             out.append(m["dw"].piece(mid, mid, st.kernel, stride, act))
         if st.se:
-            out.append(m["se"].piece(mid, se_channels(c_in, st.se), act))
+            out.append(m["se"].piece(mid, squeeze_channels(c_in, mid, st.se, gate), se_activation(act, gate), gate))
         if st.op != "cn":
             out.append(m["project"].piece(mid, c_out, 1, 1, act if st.op == "ds" else None))
         return out
@@ -224,6 +246,7 @@ class SuperNet(nn.Module):
         self.num_classes = int(num_classes)
         self.in_channels = int(in_channels)
         self.activation: str = spec["activation"]
+        self.se_gate: str = spec.get("se_gate", "sigmoid")
         stem = spec["stem"]
         self.stem = SuperConvBN(in_channels, max(stem["channels"]), stem["kernel"], bn_momentum=bn_momentum)
         self.stages = nn.ModuleList()
@@ -233,12 +256,15 @@ class SuperNet(nn.Module):
             for j in range(max(st["layers"])):
                 c_in_choices = prev if j == 0 else list(st["channels"])
                 layers.append(SuperLayer(st["op"], st["kernel"], st["se"], max(c_in_choices), max(st["channels"]),
-                                         c_in_choices, bn_momentum))
+                                         c_in_choices, bn_momentum, self.se_gate, list(st["channels"])))
             self.stages.append(layers)
             prev = list(st["channels"])
         head = max(spec["head"])
         self.head = SuperConvBN(max(prev), head, 1, bn_momentum=bn_momentum)
-        self.classifier = nn.Linear(head, num_classes)
+        mix = max(spec.get("head_mix", [0]))
+        # MobileNetV3's feature mix after the pool (none when the space has the EfficientNet head).
+        self.mix = nn.Linear(head, mix) if mix else None
+        self.classifier = nn.Linear(mix or head, num_classes)
         r = 1.0 / num_classes ** 0.5
         nn.init.uniform_(self.classifier.weight, -r, r)
         nn.init.zeros_(self.classifier.bias)
@@ -254,6 +280,8 @@ class SuperNet(nn.Module):
             raise ValueError(f"{g.to_string()} is not a member of the supernet's space: {e}") from None
         if g.activation != self.activation:
             raise ValueError(f"activation {g.activation} differs from the supernet's {self.activation}")
+        if g.se_gate != self.se_gate:
+            raise ValueError(f"se_gate {g.se_gate} differs from the supernet's {self.se_gate}")
 
     def plan(self, g: Genotype) -> Iterator[LayerPlan]:
         """The layers of `g` with their slot in the supernet."""
@@ -277,7 +305,9 @@ class SuperNet(nn.Module):
             x = y + x if p.residual else y
         x = self.head.piece(g.stages[-1].channels, g.head, 1, 1, act)(x, training)
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return F.linear(x, self.classifier.weight[:, :g.head], self.classifier.bias)
+        if g.head_mix:
+            x = _act(F.linear(x, self.mix.weight[:g.head_mix, :g.head], self.mix.bias[:g.head_mix]), act)
+        return F.linear(x, self.classifier.weight[:, :g.head_mix or g.head], self.classifier.bias)
 
     @torch.no_grad()
     def extract(self, genotype: Genotype | str, **options: float) -> GenotypeNet:
@@ -304,7 +334,10 @@ class SuperNet(nn.Module):
             if model.blocks[idx].residual != p.residual:
                 raise RuntimeError(f"block {idx}: residual differs between the builder and the supernet")
         self.head.piece(g.stages[-1].channels, g.head, 1, 1, act).copy_to(model.head)
-        model.classifier.weight.copy_(self.classifier.weight[:, :g.head])
+        if g.head_mix:
+            model.mix[0].weight.copy_(self.mix.weight[:g.head_mix, :g.head])
+            model.mix[0].bias.copy_(self.mix.bias[:g.head_mix])
+        model.classifier.weight.copy_(self.classifier.weight[:, :g.head_mix or g.head])
         model.classifier.bias.copy_(self.classifier.bias)
         return model.eval()
 

@@ -32,7 +32,9 @@ def _extreme(space: SearchSpace, big: bool) -> dict[str, Any]:
             continue
         if key == "skip":
             sample[d.name] = "identity" if "identity" in d.choices else d.choices[0]
-        else:  # channels, layers, kernel, se, stem.channels, head: numbers
+        elif key == "activation":  # no size to order by: the space's first choice
+            sample[d.name] = d.choices[0]
+        else:  # channels, layers, kernel, se, stem.channels, head, head_mix: numbers
             sample[d.name] = pick(d.choices)
     for d in ops:  # a first guess, refined below stage by stage
         sample[d.name] = d.choices[0]
