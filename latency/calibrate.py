@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from search_space.files import atomic_write_text, read_text
+from search_space.files import atomic_write_text, read_json
 from search_space.genotype import Genotype, GenotypeError
 from search_space.genotype import parse as parse_genotype
 
@@ -123,11 +123,7 @@ def load_measurements(path: str | Path) -> Measurements:
     """Read device measurements: an `ingest` measurements file, an ingested table's calibration networks,
     or a JSON list of {"genotype", "measured_ms"}; anything else is a LatencyTableError."""
     p = Path(path)
-    text = read_text(p, LatencyTableError, "device measurements")
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise LatencyTableError(f"{p}: corrupt device measurements ({e})") from None
+    doc = read_json(p, LatencyTableError, "device measurements")
     if isinstance(doc, list):
         return Measurements(_check_networks(doc, str(p)), source=str(p))
     if not isinstance(doc, Mapping):

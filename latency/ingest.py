@@ -1,7 +1,6 @@
 """Read TFLite `benchmark_model` logs (from the phone kit) into a latency table."""
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -9,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from search_space.files import read_text
+from search_space.files import read_json
 from search_space.genotype import parse as parse_genotype
 
 from .build import set_calibration
@@ -129,11 +128,7 @@ def _collect(paths: Iterable[str | Path]) -> tuple[list[Path], Path | None, Path
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    text = read_text(path, LatencyTableError, "manifest")
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise LatencyTableError(f"{path}: unreadable manifest ({e})") from None
+    doc = read_json(path, LatencyTableError, "manifest")
     fmt = doc.get("format") if isinstance(doc, Mapping) else None
     if fmt != MANIFEST_FORMAT:
         raise LatencyTableError(f"{path}: not a probe-kit manifest (format {fmt!r})")

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from search_space.files import atomic_write_text, read_text
+from search_space.files import atomic_write_text, read_json
 from search_space.genotype import Genotype
 from search_space.vocab import MAX_RESOLUTION
 
@@ -206,12 +206,7 @@ class LatencyTable:
     def load(cls, path: str | Path) -> LatencyTable:
         """Load a table file; missing, corrupt or foreign files are a LatencyTableError."""
         p = Path(path)
-        text = read_text(p, LatencyTableError, "latency table")
-        try:
-            doc = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise LatencyTableError(f"{p}: corrupt latency table ({e})") from None
-        t = cls.from_dict(doc, str(p))
+        t = cls.from_dict(read_json(p, LatencyTableError, "latency table"), str(p))
         t.path = p
         return t
 

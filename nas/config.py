@@ -101,6 +101,10 @@ class ObjectiveConfig:
     classes: int | None = option(None, lo=1, hi=100_000)
     in_channels: int | None = option(None, lo=1, hi=64)
 
+    def latency_shape(self, num_classes: int, in_channels: int) -> dict[str, int]:
+        """The classes and input channels of the network the latency is for (the data's unless set here)."""
+        return {"num_classes": self.classes or num_classes, "in_channels": self.in_channels or in_channels}
+
 
 @dataclass
 class SearchConfig:

@@ -122,9 +122,8 @@ def prepare(cfg: Config, source: str = "config") -> Setup:
         try:  # a given table is checked (resolution, classes) before any work
             latency = latency_predictor(cfg.objective.lut, space, space.resolution, None,
                                         threads=cfg.objective.threads,
-                                        num_classes=cfg.objective.classes or splits.num_classes,
                                         measure_missing=cfg.objective.measure_missing,
-                                        in_channels=cfg.objective.in_channels or splits.in_channels)
+                                        **cfg.objective.latency_shape(splits.num_classes, splits.in_channels))
         except (ValueError, OSError, KeyError) as e:
             raise ConfigError(f"{source}: key 'objective.lut': {' '.join(str(e).split())}") from None
     return Setup(cfg, space, controller, objective, evaluator, splits.in_channels, splits.num_classes, latency)
@@ -271,8 +270,8 @@ class SearchRun:
                 o = self.cfg.objective
                 # Built (or resumed) into the run folder, so --resume reuses the measured table.
                 latency = latency_predictor(o.lut, self.s.space, self.s.space.resolution, self.run_dir,
-                                            threads=o.threads, num_classes=o.classes or self.s.num_classes,
-                                            progress=self.progress, in_channels=o.in_channels or self.s.in_channels)
+                                            threads=o.threads, progress=self.progress,
+                                            **o.latency_shape(self.s.num_classes, self.s.in_channels))
             self.costs = CostModel(self.s.in_channels, self.s.num_classes, latency)
         return self.costs
 

@@ -5,9 +5,11 @@ and reads files the same way: a crash leaves the old file or the new one, never 
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _fsync_dir(path: Path) -> None:
@@ -73,4 +75,13 @@ def read_text(path: str | Path, error: type[Exception], what: str = "file") -> s
         raise error(f"{p}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})") from None
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "read_text"]
+def read_json(path: str | Path, error: type[Exception], what: str = "file") -> Any:
+    """The parsed JSON of `path`; a missing, unreadable, non-UTF-8 or invalid file raises `error` naming it."""
+    text = read_text(path, error, what)
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise error(f"{path}: corrupt {what} ({e})") from None
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "read_json", "read_text"]
