@@ -240,7 +240,10 @@ def test_cli_build_and_validate(tmp_path: Path, tiny_space: Path, capsys: pytest
     out = tmp_path / "lut.json"
     args = ["--runs", "3", "--warmup", "1", "--rounds", "1", "--passes", "2"]
     assert main(["build", str(tiny_space), "--out", str(out), "--quiet", "--calibration-networks", "2", *args]) == 0
-    assert main(["validate", str(out), "--samples", "3", "--quiet", "--json", str(tmp_path / "v.json")]) == 0
+    # The CLI's figures are what this checks; whether noise is refused is tests/test_latency_validate.py's
+    # (with faked timings), so no spread is refused here, however busy the machine.
+    assert main(["validate", str(out), "--samples", "3", "--quiet", "--json", str(tmp_path / "v.json"),
+                 "--max-spread", "1000"]) == 0
     text = capsys.readouterr().out
     assert "RMSE" in text and "within +-10%" in text and "nn-Meter" in text
     rep = json.loads((tmp_path / "v.json").read_text())
