@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -107,13 +106,10 @@ def test_measure_missing_on_the_fly(tmp_path: Path) -> None:
     assert gone in json.loads(lut.read_text())["entries"]  # measured and saved
 
 
-def test_digits_space_builds_on_the_fly_quickly(tmp_path: Path) -> None:
-    """The built-in quick space gets its table within a minute or two on a 2-core machine."""
+def test_digits_space_builds_on_the_fly(tmp_path: Path) -> None:
+    """The built-in quick space gets its whole table on first use (its time: bench/latency_speed.py --build)."""
     pytest.importorskip("ai_edge_litert")
-    t0 = time.perf_counter()
     predict = load_predictor(None, "configs/space_digits.yaml", 16, cache_dir=tmp_path, num_classes=10)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 120, f"{elapsed:.0f} s"
     sp = load_space("configs/space_digits.yaml")
     assert all(predict(sp.sample(i)) > 0 for i in range(20))
     assert len(LatencyTable.load(tmp_path / "lut.json")) == 584
