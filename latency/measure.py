@@ -22,6 +22,8 @@ import numpy as np
 
 from .runtime import interpreter_class, runtime_version
 
+MIN_SAMPLE_MS = 1e-6  # 1 ns, the resolution times are stored at (latency.table.MIN_MS)
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -48,6 +50,12 @@ class Timing:
     def from_samples(cls, samples_ms: Sequence[float]) -> Timing:
         """Median, inter-quartile range, std, min, 10th percentile and count of samples."""
         a = np.asarray(samples_ms, dtype=np.float64)
+        # Nothing an interpreter runs takes under a nanosecond (the tables' resolution): such a reading
+        # is a clock glitch, and kept it would round to a 0 ms minimum that no table accepts.
+        real = a[a >= MIN_SAMPLE_MS]
+        if real.size == 0:
+            raise RuntimeError(f"every one of {a.size} timed runs read under 1 ns: the clock is not usable")
+        a = real
         p10, q1, med, q3 = np.percentile(a, [10, 25, 50, 75])
         return cls(float(med), float(q3 - q1), float(a.std()), float(a.min()), int(a.size), float(p10))
 

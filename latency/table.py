@@ -25,13 +25,14 @@ from search_space.vocab import MAX_RESOLUTION
 
 from .errors import LatencyTableError
 from .keys import INVOKE_KEY, genotype_keys, space_specs
+from .measure import MIN_SAMPLE_MS
 
 FORMAT = "hwnas-latency-table"
 SCHEMA_VERSION = 1
 ENTRY_FIELDS = ("median_ms", "count")
 # Times are stored rounded to 1 ns, so a positive one is at least 1e-6 ms; nothing a table
 # times takes 1000 s. Outside these bounds a number is corruption, not a measurement.
-MIN_MS, MAX_MS = 1e-6, 1e6
+MIN_MS, MAX_MS = MIN_SAMPLE_MS, 1e6
 SPREAD_FIELDS = ("iqr_ms", "std_ms")  # spreads of the runs: zero is a real value
 # Calibration ratios and drift factors are a few percent to tens of percent from 1.
 MIN_FACTOR, MAX_FACTOR = 1e-3, 1e3

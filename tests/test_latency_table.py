@@ -443,3 +443,13 @@ def test_cli_numbers_out_of_range_are_one_line(tmp_path: Path, tiny_space: Path,
     good.write_text(json.dumps(_good_doc()))
     assert main(["validate", str(good), "--samples", "0"]) == 2
     assert "--samples 0" in capsys.readouterr().err
+
+
+def test_timing_drops_clock_glitches_below_the_table_resolution() -> None:
+    from latency.measure import Timing
+
+    t = Timing.from_samples([0.0, 2e-7, 0.003, 0.004, 0.005])
+    assert t.count == 3 and t.min_ms == 0.003
+    LatencyTable().set("a", t.to_dict())  # a storable entry, not a 0 ms minimum
+    with pytest.raises(RuntimeError, match="clock"):
+        Timing.from_samples([0.0, 0.0])
