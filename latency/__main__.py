@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .kinds import KINDS
+
 if TYPE_CHECKING:  # the commands import lazily, so that --help is instant
     from .table import LatencyTable
 
@@ -85,13 +87,34 @@ def cmd_build(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     table = build_table(space, a.out, resolution=a.resolution, settings=_settings(a), num_classes=num_classes,
                         in_channels=in_channels, calibration_networks=a.calibration_networks, progress=not a.quiet,
-                        overwrite=a.overwrite, log=print)
+                        overwrite=a.overwrite, log=print, calibration_kinds=a.calibration_kinds)
     dt = time.perf_counter() - t0
     print(f"{a.out}: {len(table)} entries for {space.source} at {table.resolution} "
           f"({in_channels} input channel(s), {num_classes} classes; "
           f"{table.device.get('cpu')}, {table.device.get('runtime')}, {table.device.get('threads')} thread(s)); "
           f"invoke overhead {table.overhead_ms * 1000:.1f} us, calibration scale {table.scale:.4f}; {dt:.1f} s")
+    _print_kind_calibration(table)
     return 0
+
+
+def _print_kind_calibration(table: LatencyTable) -> None:
+    """The per-kind factors of a table's calibration and their leave-one-out error, when it has them."""
+    cal = table.meta.get("calibration") or {}
+    if cal.get("kinds", "one") == "one":
+        return
+    loo = cal.get("leave_one_out") or {}
+    per, one = loo.get("per_kind", {}), loo.get("one_scale", {})
+    by_kind = cal.get("by_kind")
+    if by_kind:
+        print(f"calibration by kind ({by_kind['kinds']}, {len(cal.get('networks', []))} networks): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in by_kind["factors"].items())
+              + f"; overhead {by_kind.get('overhead_ms', 0.0) * 1000:.1f} us")
+    else:
+        print(f"calibration by kind ({cal['kinds']}) not kept: the one scale predicts left-out networks better")
+    if per and one:
+        print(f"leave-one-out within +-10%: per kind {100 * per['within_10']:.0f}% "
+              f"(mean abs {per['mape_pct']:.1f}%), one scale {100 * one['within_10']:.0f}% "
+              f"(mean abs {one['mape_pct']:.1f}%)")
 
 
 def cmd_validate(a: argparse.Namespace) -> int:
@@ -156,6 +179,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     print(f"resolution {t.resolution}, classes {t.num_classes}, input channels {t.in_channels}, "
           f"invoke overhead {t.overhead_ms * 1000:.2f} us, "
           f"calibration scale {t.scale:.4f}")
+    _print_kind_calibration(t)
     print("device: " + json.dumps(t.device))
     print("measurement: " + json.dumps(t.meta.get("measurement", {})))
     return 0
@@ -267,6 +291,9 @@ def parser() -> argparse.ArgumentParser:
     _add_shape_args(b)
     b.add_argument("--calibration-networks", type=int, default=10,
                    help="whole networks timed to fit the table's scale (0: none)")
+    b.add_argument("--calibration-kinds", choices=KINDS, default="one",
+                   help="one scale (default), or also a factor per kind of block fitted on the same networks "
+                        "(e.g. kernel-se); changing it on a built table refits without timing anything")
     b.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_timing_args(b)

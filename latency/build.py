@@ -9,7 +9,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from search_space.genotype import Genotype
+from search_space.genotype import parse as parse_genotype
 from search_space.space import SearchSpace, SpaceError, load_space
 from search_space.yamlfile import read_yaml_file
 
@@ -122,7 +125,7 @@ def measure_specs(specs: Sequence[Spec], settings: Settings, act: str, resolutio
 def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolution: int | None = None,
                 settings: Settings = Settings(), num_classes: int = 1000, in_channels: int = 3,  # noqa: B008 - frozen
                 calibration_networks: int = 10, batch: int = 8, progress: bool = True, overwrite: bool = False,
-                log: Callable[[str], None] | None = None) -> LatencyTable:
+                log: Callable[[str], None] | None = None, calibration_kinds: str = "one") -> LatencyTable:
     """Measure every entry of the space that `out` lacks, saving atomically after each batch.
 
     An existing `out` measured the same way is resumed: its entries are kept and skipped.
@@ -162,7 +165,10 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
     entries_s = time.perf_counter() - t0
     calibrated = bool(calibration_networks and _needs_calibration(table, calibration_networks))
     if calibrated:
-        calibrate(table, space, calibration_networks, settings, progress=progress)
+        calibrate(table, space, calibration_networks, settings, progress=progress, kinds=calibration_kinds)
+    elif calibration_networks and (table.meta.get("calibration") or {}).get("kinds", "one") != calibration_kinds:
+        set_calibration(table, table.meta["calibration"]["networks"], calibration_kinds)  # refit, nothing to time
+        calibrated = True
     if n_todo or calibrated:
         table.meta["build"] = {"probe_runs": n_todo, "entries_seconds": round(entries_s, 1),
                                "seconds": round(time.perf_counter() - t0, 1),
@@ -281,12 +287,14 @@ def measure_retest(genotypes: Sequence[Genotype], resolution: int, num_classes: 
     return passes
 
 
-def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Settings, progress: bool = False) -> float:
-    """Fit the table's scale: median over `n` sampled networks of measured / uncalibrated block sum.
+def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Settings, progress: bool = False,
+              kinds: str = "one") -> float:
+    """Fit the table's calibration on `n` sampled networks timed whole; returns the one scale.
 
     Blocks are timed alone with their weights hot in cache; inside a network the previous blocks
     have evicted them, so a network is a few percent slower than its sum on a CPU with a small
-    cache. One robust ratio absorbs that without touching the entries.
+    cache. One robust ratio (median of measured / block sum) absorbs that without touching the
+    entries; `kinds` other than `one` also fits a factor per kind of block (see `set_calibration`).
     """
     gs = calibration_genotypes(space, n)
     res = table.resolution or space.resolution
@@ -303,13 +311,38 @@ def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Setting
         measured = drift_corrected(v, ref, table.baseline_ms)
         nets.append({"genotype": g.to_string(), "measured_ms": round(measured, 6),
                      "raw_measured_ms": round(v, 6), "ref_ms": round(ref, 6), "sum_ms": round(raw, 6)})
-    return set_calibration(table, nets)
+    return set_calibration(table, nets, kinds)
 
 
-def set_calibration(table: LatencyTable, nets: list[dict[str, Any]]) -> float:
-    """Store calibration networks (genotype, measured_ms, sum_ms) and their median ratio as the scale."""
+def set_calibration(table: LatencyTable, nets: list[dict[str, Any]], kinds: str = "one") -> float:
+    """Store calibration networks (genotype, measured_ms, sum_ms) and their median ratio as the scale.
+
+    With `kinds` other than `one`, also a factor per kind of block and a constant overhead, fitted
+    on the same networks by `latency.calibrate.select_and_fit` (the device calibration's fit, here
+    host against host), with the leave-one-out error of that fit and of the one scale.
+    """
     ratios = [n["measured_ms"] / n["sum_ms"] for n in nets if n["sum_ms"] > 0]
     scale = statistics.median(ratios) if ratios else 1.0
-    table.meta["calibration"] = {"scale": round(scale, 6), "method": "median of measured / block sum",
-                                 "networks": nets}
+    cal: dict[str, Any] = {"scale": round(scale, 6), "method": "median of measured / block sum", "networks": nets}
+    table.meta["calibration"] = cal
+    if kinds != "one":
+        from .calibrate import MIN_NETWORKS, design, error_stats, loo, select_and_fit
+
+        if len(nets) < MIN_NETWORKS:
+            raise LatencyTableError(f"calibration kinds {kinds!r} need at least {MIN_NETWORKS} networks, "
+                                    f"got {len(nets)}")
+        keys = [table.keys_for(parse_genotype(n["genotype"])) for n in nets]
+        names, parts, totals = design(table, keys, kinds)
+        y = np.array([n["measured_ms"] for n in nets], dtype=float)
+        f = select_and_fit(parts, y, names)
+        ratio = np.array(ratios)
+        one_loo = np.array([statistics.median(np.delete(ratio, i)) * totals[i] for i in range(len(y))])
+        errors = {"per_kind": error_stats(loo(parts, y, names), y), "one_scale": error_stats(one_loo, y)}
+        cal.update(kinds=kinds, leave_one_out=errors)
+        # Kept only when it predicts networks left out of the fit better than the one scale does.
+        if errors["per_kind"]["mape_pct"] < errors["one_scale"]["mape_pct"]:
+            cal["method"] = "per-kind factors (latency.calibrate), applied at prediction"
+            cal["by_kind"] = {"kinds": kinds, "factors": {k: round(float(v), 6) for k, v in f.factor_map().items()},
+                              "overhead_ms": round(f.overhead_ms, 9),
+                              "ridge": f.ridge if math.isfinite(f.ridge) else "inf"}
     return scale

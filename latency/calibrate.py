@@ -25,8 +25,7 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,13 +39,11 @@ from search_space.genotype import parse as parse_genotype
 
 from .errors import LatencyTableError
 from .keys import INVOKE_KEY, genotype_keys
+from .kinds import DEFAULT_KINDS, kind_function, parent_kind
 from .table import FORMAT, MAX_MS, MIN_MS, LatencyTable
 
 MEASUREMENTS_FORMAT = "hwnas-latency-measurements"
 MEASUREMENTS_VERSION = 1
-KINDS = ("one", "block", "kernel", "kernel-se", "kernel-se-stride", "kernel-se-act", "kernel-se-exp", "kernel-size",
-         "kernel-se-size", "kernel-stride-size")
-DEFAULT_KINDS = "kernel-se"
 MIN_NETWORKS = 3  # two to fit on and one to hold out: leave-one-out needs at least this many
 # Shrinkage strengths tried by leave-one-out (relative squared error per network vs squared
 # relative deviation of a factor from the one scale); inf is the one scale itself.
@@ -54,44 +51,6 @@ RIDGE_GRID = (1e-6, 1e-4, 1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, math.inf)
 # A factor is kept above this share of the one scale: a kind at 0 would predict 0 ms for its blocks.
 FACTOR_FLOOR = 0.1
 CALIBRATION_SEED = 13
-
-_KERNEL = re.compile(r"-k(\d+)-")
-# What a block key says about the block, each a factor of its kind (act: its last field).
-# SE is `se{r}` (sigmoid gate) or `hse{r}` (hard-sigmoid, MobileNetV3).
-FACETS = {"kernel": _KERNEL, "se": re.compile(r"-h?se([0-9.e+-]+?)-"), "stride": re.compile(r"-s(\d+)-"),
-          "exp": re.compile(r"-e([0-9.]+)-"), "act": _KERNEL, "size": re.compile(r"-in(\d+)x")}
-
-
-# ---- kinds -----------------------------------------------------------------------------------------
-def kind_function(kinds: str = DEFAULT_KINDS) -> Callable[[str], str]:
-    """The key -> kind map of a granularity: `one`, `block`, or facets of a block joined by `-` (see KINDS)."""
-    facets = kinds.split("-")
-    if kinds not in ("one", "block") and (not facets or facets[0] != "kernel"
-                                          or any(f not in FACETS for f in facets)):
-        raise LatencyTableError(f"kinds {kinds!r}: expected one, block, or kernel followed by any of "
-                                f"{list(FACETS)[1:]} joined by '-' (e.g. {DEFAULT_KINDS})")
-
-    def kind_of(key: str) -> str:
-        if kinds == "one":
-            return "net"
-        prefix = key.split("-", 1)[0]
-        if prefix in ("stem", "head") or _KERNEL.search(key) is None:  # whole pieces, not blocks
-            return prefix
-        if kinds == "block":
-            return prefix
-        out = prefix
-        for f in facets:
-            m = FACETS[f].search(key)
-            if f == "se":
-                out += "-se" if m is not None and float(m.group(1)) > 0 else ""
-            elif f == "act":
-                out += "-" + key.rsplit("-", 1)[1]
-            elif m is not None:
-                out += f"-{f[0]}{m.group(1)}"
-        return out
-
-    return kind_of
-
 
 # ---- measurements ------------------------------------------------------------------------------------
 @dataclass
@@ -214,7 +173,7 @@ def fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: fl
     # ir-k7-se), then the overhead. A fine kind shrinks toward its parent and a parent (or a kind
     # without one) toward the one scale, so K networks too few to tell ir-k7-se from ir-k7 apart
     # still learn what they show about k7; parents appear in no data row, only in shrinkage rows.
-    parent = [_parent(k) for k in kinds]
+    parent = [parent_kind(k) for k in kinds]
     parents = sorted({q for k, q in zip(kinds, parent) if q != k})
     q = len(parents)
     m = p + q + (1 if overhead else 0)
@@ -251,12 +210,6 @@ def fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: fl
     theta, _ = nnls(big_a, big_b - big_a @ lower, maxiter=50 * m)
     theta += lower
     return Fit(list(kinds), theta[:p], float(theta[-1]) if overhead else 0.0, s0, ridge, overhead)
-
-
-def _parent(kind: str) -> str:
-    """The op-and-kernel kind a finer kind shrinks toward (itself when it is one, or a stem or head)."""
-    f = kind.split("-")
-    return "-".join(f[:2]) if len(f) > 2 and _KERNEL.fullmatch(f"-{f[1]}-") else kind
 
 
 def _choices(ridge: float | None, overhead: bool | None) -> list[tuple[float, bool]]:

@@ -7,6 +7,12 @@ A network's latency is predicted as::
 where `invoke` is the time of a trivial model, i.e. the fixed cost every `invoke()` pays once
 (each probe was a separate model and paid it, a network pays it once), and `scale` is the
 calibration factor fitted on a few whole networks at build time (1.0 when there is none).
+A table built with `--calibration-kinds` may instead carry `calibration.by_kind` (kept only
+when it predicted the calibration networks left out of its fit better)::
+
+    overhead_fit + sum over stem, blocks, head of factor[kind(entry)] * (entry - invoke)
+
+with kinds from `latency.kinds` and the factors fitted by `latency.calibrate`.
 An entry's time is its `measurement.statistic` (default median), drift-corrected when the
 table has a baseline (see `latency.drift`).
 """
@@ -25,6 +31,7 @@ from search_space.vocab import MAX_RESOLUTION
 
 from .errors import LatencyTableError
 from .keys import INVOKE_KEY, genotype_keys, space_specs
+from .kinds import KINDS, kind_function, parent_kind
 from .measure import MIN_SAMPLE_MS
 
 FORMAT = "hwnas-latency-table"
@@ -50,6 +57,7 @@ class LatencyTable:
         self.meta: dict[str, Any] = dict(meta or {})
         self.path = Path(path) if path is not None else None
         self._overhead: tuple[tuple[Any, ...], float] | None = None
+        self._factor_cache: tuple[Mapping[str, Any], dict[str, float]] | None = None
 
     # ---- metadata --------------------------------------------------------------------------
     @property
@@ -93,6 +101,29 @@ class LatencyTable:
             value = self.value
             self._overhead = (stamp, min(value(k) for k in self.entries))
         return self._overhead[1]
+
+    def _kind_factors(self) -> tuple[Callable[[str], float], float] | None:
+        """(key -> factor, fitted overhead) of a per-kind calibration; None for one scale (or none)."""
+        cal = self.meta.get("calibration") or {}
+        by_kind = cal.get("by_kind")
+        if not by_kind:
+            return None
+        factors = by_kind["factors"]
+        if self._factor_cache is None or self._factor_cache[0] is not factors:
+            self._factor_cache = (factors, {})
+        cache = self._factor_cache[1]
+        kind_of = kind_function(by_kind["kinds"])
+        scale = self.scale
+
+        def factor(key: str) -> float:
+            f = cache.get(key)
+            if f is None:
+                kind = kind_of(key)
+                # A kind none of the calibration networks had: its op and kernel's factor, else the one scale.
+                f = cache[key] = float(factors.get(kind, factors.get(parent_kind(kind), scale)))
+            return f
+
+        return factor, float(by_kind.get("overhead_ms", 0.0))
 
     @property
     def scale(self) -> float:
@@ -153,12 +184,18 @@ class LatencyTable:
     def sum_keys(self, keys: Iterable[str], calibrated: bool = True) -> float:
         """Predicted latency (ms) of a network made of these entries (see module doc)."""
         o = self.overhead_ms
-        total = o
         value = self.value
-        for k in keys:
-            total += value(k) - o
-        if calibrated:
-            total *= self.scale
+        per_kind = self._kind_factors() if calibrated else None
+        if per_kind is not None:
+            factor, total = per_kind
+            for k in keys:
+                total += factor(k) * (value(k) - o)
+        else:
+            total = o
+            for k in keys:
+                total += value(k) - o
+            if calibrated:
+                total *= self.scale
         if not 0.0 < total <= MAX_MS:  # load-time checks make this unreachable; never hand out such a number
             raise LatencyTableError(f"latency table{self._where()} predicts {total!r} ms for a network; "
                                     "the table is corrupt")
@@ -310,6 +347,16 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
     cal = _section(meta, "calibration", source)
     if "scale" in cal:
         _check_range(source, "'calibration.scale'", cal["scale"], MIN_FACTOR, MAX_FACTOR)
+    by_kind = _section(cal, "by_kind", source)
+    if by_kind:
+        if by_kind.get("kinds") not in KINDS:
+            raise _bad(source, "'calibration.by_kind.kinds'", by_kind.get("kinds"), f"one of {list(KINDS)}")
+        factors = by_kind.get("factors")
+        if not isinstance(factors, Mapping) or not factors:
+            raise _bad(source, "'calibration.by_kind.factors'", factors, "an object of kind: factor")
+        for kind, f in factors.items():
+            _check_range(source, f"'calibration.by_kind.factors.{kind}'", f, MIN_FACTOR, MAX_FACTOR)
+        _check_range(source, "'calibration.by_kind.overhead_ms'", by_kind.get("overhead_ms", 0.0), 0.0, MAX_MS)
     nets = cal.get("networks", [])
     if not isinstance(nets, list) or not all(isinstance(n, Mapping) for n in nets):
         raise _bad(source, "'calibration.networks'", nets, "a list of objects")

@@ -263,6 +263,13 @@ def test_cli_build_and_validate(tmp_path: Path, tiny_space: Path, capsys: pytest
     assert "RMSE" in text and "within +-10%" in text and "nn-Meter" in text
     rep = json.loads((tmp_path / "v.json").read_text())
     assert len(rep["rows"]) == 3 and rep["calibrated"]["rmse_ms"] >= 0
+    # Per-kind calibration on the built table: more networks timed, the fit and its leave-one-out error printed.
+    assert main(["build", str(tiny_space), "--out", str(out), "--quiet", "--calibration-networks", "4",
+                 "--calibration-kinds", "kernel-se", *args]) == 0
+    assert "leave-one-out within +-10%: per kind" in capsys.readouterr().out
+    cal = json.loads(out.read_text())["calibration"]
+    assert cal["kinds"] == "kernel-se" and len(cal["networks"]) == 4 and set(cal["leave_one_out"]) == {
+        "per_kind", "one_scale"}
 
 
 # ---- every number of a table is checked when it is loaded ---------------------------------------------
@@ -453,3 +460,39 @@ def test_timing_drops_clock_glitches_below_the_table_resolution() -> None:
     LatencyTable().set("a", t.to_dict())  # a storable entry, not a 0 ms minimum
     with pytest.raises(RuntimeError, match="clock"):
         Timing.from_samples([0.0, 0.0])
+
+
+def test_per_kind_calibration_is_kept_when_it_predicts_left_out_networks_better() -> None:
+    from latency.build import set_calibration
+    from latency.kinds import kind_function
+
+    t = fake_table("configs/space_digits.yaml")
+    sp = load_space("configs/space_digits.yaml")
+    kind_of = kind_function("kernel-se")
+    true = {"stem": 1.0, "head": 1.0}  # what the host really does: k5 blocks 1.6x their probes, the rest 1.0x
+    gs = [sp.sample(i) for i in range(24)]
+
+    def measured(g) -> float:
+        parts = t.breakdown(t.keys_for(g), kind_of)
+        return sum(v * (1.6 if "-k5" in k else true.get(k, 1.0)) for k, v in parts.items() if k != INVOKE_KEY)
+
+    nets = [{"genotype": g.to_string(), "measured_ms": measured(g), "sum_ms": t.predict(g, calibrated=False)}
+            for g in gs[:16]]
+    set_calibration(t, nets, "kernel-se")
+    cal = t.meta["calibration"]
+    assert cal["leave_one_out"]["per_kind"]["mape_pct"] < cal["leave_one_out"]["one_scale"]["mape_pct"]
+    assert cal["by_kind"]["factors"]["ir-k5"] == pytest.approx(1.6, rel=0.02)
+    t = LatencyTable.from_dict(t.to_dict())  # survives a save and load
+    for g in gs[16:]:  # networks the fit never saw
+        assert t.predict(g) == pytest.approx(measured(g), rel=0.02)
+        assert t.predict(g, calibrated=False) == pytest.approx(sum(t.value(k) - t.overhead_ms for k in t.keys_for(g))
+                                                               + t.overhead_ms)
+    # Where one scale is the truth, the per-kind fit has nothing to add and is not kept.
+    nets = [dict(n, measured_ms=1.3 * n["sum_ms"]) for n in nets]
+    set_calibration(t, nets, "kernel-se")
+    assert "by_kind" not in t.meta["calibration"]
+    assert t.predict(gs[20]) == pytest.approx(1.3 * t.predict(gs[20], calibrated=False))
+    bad = t.to_dict()
+    bad["calibration"]["by_kind"] = {"kinds": "kernal", "factors": {"ir-k3": 1.0}}
+    with pytest.raises(LatencyTableError, match="calibration.by_kind.kinds"):
+        LatencyTable.from_dict(bad)

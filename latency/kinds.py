@@ -1,0 +1,57 @@
+"""What kind of block a table key is: the groups a calibration fits one factor each to.
+
+Entries are whole blocks (an MBConv block is timed as one probe), so a kind is what a key says
+about a whole block. Granularities: `one` (the whole network), `block` (stem, head, op), or
+`kernel` followed by facets joined by `-` (e.g. `kernel-se`: op and kernel, with or without SE).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from .errors import LatencyTableError
+
+KINDS = ("one", "block", "kernel", "kernel-se", "kernel-se-stride", "kernel-se-act", "kernel-se-exp", "kernel-size",
+         "kernel-se-size", "kernel-stride-size")
+DEFAULT_KINDS = "kernel-se"
+_KERNEL = re.compile(r"-k(\d+)-")
+# What a block key says about the block, each a factor of its kind (act: its last field).
+# SE is `se{r}` (sigmoid gate) or `hse{r}` (hard-sigmoid, MobileNetV3).
+FACETS = {"kernel": _KERNEL, "se": re.compile(r"-h?se([0-9.e+-]+?)-"), "stride": re.compile(r"-s(\d+)-"),
+          "exp": re.compile(r"-e([0-9.]+)-"), "act": _KERNEL, "size": re.compile(r"-in(\d+)x")}
+
+
+def kind_function(kinds: str = DEFAULT_KINDS) -> Callable[[str], str]:
+    """The key -> kind map of a granularity: `one`, `block`, or facets of a block joined by `-` (see KINDS)."""
+    facets = kinds.split("-")
+    if kinds not in ("one", "block") and (not facets or facets[0] != "kernel"
+                                          or any(f not in FACETS for f in facets)):
+        raise LatencyTableError(f"kinds {kinds!r}: expected one, block, or kernel followed by any of "
+                                f"{list(FACETS)[1:]} joined by '-' (e.g. {DEFAULT_KINDS})")
+
+    def kind_of(key: str) -> str:
+        if kinds == "one":
+            return "net"
+        prefix = key.split("-", 1)[0]
+        if prefix in ("stem", "head") or _KERNEL.search(key) is None:  # whole pieces, not blocks
+            return prefix
+        if kinds == "block":
+            return prefix
+        out = prefix
+        for f in facets:
+            m = FACETS[f].search(key)
+            if f == "se":
+                out += "-se" if m is not None and float(m.group(1)) > 0 else ""
+            elif f == "act":
+                out += "-" + key.rsplit("-", 1)[1]
+            elif m is not None:
+                out += f"-{f[0]}{m.group(1)}"
+        return out
+
+    return kind_of
+
+
+def parent_kind(kind: str) -> str:
+    """The op-and-kernel kind a finer kind shrinks toward (itself when it is one, or a stem or head)."""
+    f = kind.split("-")
+    return "-".join(f[:2]) if len(f) > 2 and _KERNEL.fullmatch(f"-{f[1]}-") else kind
