@@ -23,12 +23,12 @@ from search_space.cost import cost
 from search_space.genotype import Genotype
 from search_space.references import reference
 
-from . import finalists
+from . import finalists, proxy_notes
 from .config import Config, load_config
 from .errors import UserError
 from .grid import GridSummary, check_scaling, run_grid
 from .journal import Journal, atomic_write_text, check_search_record, load_json, save_json
-from .reseed import RESEED_FILE, check_reseed_record
+from .reseed import RESEED_FILE, check_reseed_record, summarize
 from .stage2 import Stage2Setup, setup_from_config
 
 
@@ -105,7 +105,14 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True,
     family_table = format_table(members, base_macs, latencies)
     stages["total"] = time.perf_counter() - t0
     stages = _add_times(root / "times.json", stages)
-    report = render_report(cfg, best, b0, grid, family_table, stages, finals=finals, label=label)
+    records = Journal(root / "search" / "journal.jsonl", check_search_record).read()
+    reseeds = (Journal(root / "search" / RESEED_FILE, check_reseed_record).read()
+               if (root / "search" / RESEED_FILE).exists() else [])
+    notes = proxy_notes.section(cfg.data, cfg.data.resolution or baseline.resolution, summarize(records, reseeds),
+                                float(summary.best["accuracy"]), float(b0["accuracy"]), grid.records, grid.best,
+                                finals.kendall_tau if finals is not None else None,
+                                finals.ranked if finals is not None else 0)
+    report = render_report(cfg, best, b0, grid, family_table, stages, finals=finals, label=label, notes=notes)
     path = root / "report.md"
     atomic_write_text(path, report)
     return path
@@ -168,7 +175,7 @@ def _proxy_record(cfg: Config, g: Genotype, path: Path) -> dict[str, Any]:
 
 def render_report(cfg: Config, best: dict[str, Any], b0: dict[str, Any], grid: GridSummary, family_table: str,
                   stages: dict[str, float], finals: finalists.FinalsSummary | None = None,
-                  label: str = "discovered") -> str:
+                  label: str = "discovered", notes: list[str] | None = None) -> str:
     """The pipeline's Markdown report (with stage 2's section when `finals` is given)."""
     tr = cfg.train
     budget = f"{tr.steps} steps" if tr.steps else f"{tr.epochs:g} epochs"
@@ -182,6 +189,7 @@ def render_report(cfg: Config, best: dict[str, Any], b0: dict[str, Any], grid: G
         + (f", target {cfg.objective.target}" if cfg.objective.target is not None else "")
         + f". Controller: {cfg.controller.name}, {cfg.search.budget} candidates.", "",
     ]
+    lines += notes or []
     if finals is not None:
         lines += finalists.markdown(finals, _recipe_line(cfg))
     lines += [

@@ -55,7 +55,8 @@ def test_pipeline_end_to_end_and_resume(tmp_path):
     Genotype.from_yaml(family[0].read_text())
     text = report.read_text()
     for part in ("## Baseline", "EfficientNet-B0 (same budget)", "## Step 1: grid search", "**(chosen)**",
-                 "## Step 2: the family", "| discovered-phi3 |"):
+                 "## Step 2: the family", "| discovered-phi3 |", "## What this proxy can and cannot tell",
+                 "**Seed noise**: unknown", "**Discovered vs EfficientNet-B0**", "**The grid's choice**"):
         assert part in text, part
 
     # Resuming a finished pipeline trains nothing again and rebuilds the same report.
@@ -72,3 +73,29 @@ def test_pipeline_refuses_a_used_folder_without_resume(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nas.pipeline", str(p), "--out", str(tmp_path / "run")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_proxy_notes_hold_each_decision_against_the_seed_noise():
+    from nas.config import DataConfig
+    from nas.proxy_notes import native_size, section
+    from nas.reseed import seed_stats
+
+    rec = {"genotype": "g", "index": 0, "accuracy": 0.9, "reward": 0.9}
+    a = seed_stats(rec, (0.90, 0.92, 0.88), (0.90, 0.92, 0.88))  # std 2 points
+    b = seed_stats(dict(rec, index=1), (0.89, 0.91, 0.87), (0.89, 0.91, 0.87))
+    grid = [{"alpha": 1.0, "beta": 1.0, "gamma": 1.4, "accuracy": 0.93, "params": 100, "key": "p1"},
+            {"alpha": 1.2, "beta": 1.1, "gamma": 1.15, "accuracy": 0.83, "params": 250, "key": "p2"},
+            {"alpha": 2.1, "beta": 1.0, "gamma": 1.0, "accuracy": 0.41, "params": 400, "key": "p3"}]
+    digits = DataConfig(source="digits", resolution=32)
+    assert native_size(digits) == 8
+    text = "\n".join(section(digits, 32, [a, b], 0.95, 0.90, grid, grid[0], kendall_tau=-0.2, ranked=4))
+    assert "standard deviation of 2.00 points" in text
+    assert "vs its runner-up (means over seeds): 1.00 points of accuracy, 0.5x the seed noise: **within noise**" in text
+    assert "with the same proxy budget: 5.00 points of accuracy, 2.5x the seed noise: a difference this proxy" in text
+    assert "over the next point: 10.00 points" in text and "Capacity is penalised" in text
+    assert "images are 8x8, upsampled to 32x32" in text and "did not hold up" in text
+    assert "not supported by its proxy" in text
+    # Clear differences on real-size images: nothing to doubt.
+    text = "\n".join(section(DataConfig(source="digits", resolution=8), 8, [a], 0.99, 0.90, grid[:1], grid[0],
+                             kendall_tau=0.8, ranked=4))
+    assert "Every decision above stands clear" in text and "upsampled" not in text
