@@ -1,0 +1,111 @@
+"""How well host tables predict whole networks, for every shipped space (issue 13's figure).
+
+For each space and resolution: build the table (resumed when present; 30 calibration networks,
+per-kind calibration kept only when its leave-one-out error beats the one scale), validate it on
+100 other random members (test-retest, noise refused), and print one row: the share within
++-10% of the table as built, of the one scale alone and of the plain block sum, with the noise
+figures next to them. Run it on a quiet machine: under load `validate` refuses much of what it
+measures and says the figure is not trustworthy.
+
+    python bench/latency_accuracy.py [--only digits@16 mnas@96 ...] [--samples 100] [--out runs/latency_accuracy]
+
+Tables and validation rows stay in --out (resumable; a finished pair is only re-read).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from latency.build import build_table  # noqa: E402 - after the path set-up
+from latency.calibrate import error_stats  # noqa: E402
+from latency.measure import Settings, host_metadata  # noqa: E402
+from latency.validate import validate  # noqa: E402
+from search_space.space import load_space  # noqa: E402
+
+# Cheapest first: every shipped space at its own resolution, then the MnasNet space at the issue's sizes.
+TARGETS = ("digits@16", "cifar_oneshot@32", "cifar_narrow@32", "cifar@32", "mnas@96", "mbv3@224", "mnas@128",
+           "mnas@160", "mnas@224")
+
+
+def within(pred: np.ndarray, meas: np.ndarray) -> float:
+    """Share of networks within +-10%."""
+    return float(error_stats(pred, meas)["within_10"])
+
+
+def run_one(target: str, out: Path, samples: int, networks: int, kinds: str) -> dict:
+    """Build (or resume) and validate one table; the summary row as a dict."""
+    name, res = target.split("@")
+    space_path = ROOT / "configs" / f"space_{name}.yaml"
+    lut = out / f"{name}_{res}.json"
+    rows_path = out / f"{name}_{res}.validate.json"
+    t0 = time.perf_counter()
+    table = build_table(load_space(space_path), lut, resolution=int(res), settings=Settings(threads=1),
+                        calibration_networks=networks, calibration_kinds=kinds, progress=False)
+    build_s = time.perf_counter() - t0
+    if rows_path.exists():
+        rep = json.loads(rows_path.read_text())
+    else:
+        rep = validate(table, samples=samples, progress=False).to_dict()
+        rows_path.write_text(json.dumps(rep, indent=1) + "\n")
+    ok = [r for r in rep["rows"] if not r.get("refused")]
+    meas = np.array([r["measured_ms"] for r in ok])
+    built = np.array([r["predicted_ms"] for r in ok])
+    raw = np.array([r["block_sum_ms"] for r in ok])
+    cal = table.meta.get("calibration") or {}
+    noise = rep.get("noise") or {}
+    return {"target": target, "entries": len(table), "build_s": round(build_s, 1),
+            "built_s": (table.meta.get("build") or {}).get("seconds"), "accepted": len(ok),
+            "refused": len(rep["rows"]) - len(ok), "ms": [round(float(meas.min()), 4), round(float(meas.max()), 4)]
+            if len(ok) else None, "as_built": within(built, meas) if len(ok) else None,
+            "one_scale": within(table.scale * raw, meas) if len(ok) else None,
+            "block_sum": within(raw, meas) if len(ok) else None, "per_kind_kept": bool(cal.get("by_kind")),
+            "loo": cal.get("leave_one_out"), "median_spread": noise.get("median_spread"),
+            "agree_10": noise.get("agree_10"), "reference_drift": noise.get("reference_drift"),
+            "trustworthy": rep.get("trustworthy")}
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build, validate and summarize each target."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="+", default=list(TARGETS), help=f"targets (default: {' '.join(TARGETS)})")
+    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--networks", type=int, default=30, help="calibration networks per table")
+    p.add_argument("--kinds", default="kernel-se", help="per-kind calibration granularity ('one': none)")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "latency_accuracy")
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    host = host_metadata(1)
+    print(f"{host['cpu']}, {host.get('runtime')}, 1 thread; {a.samples} networks per table, {a.networks} "
+          f"calibration networks, kinds {a.kinds}")
+    print("| space @ resolution | entries | networks (ms) | refused | within +-10%: as built | one scale | "
+          "block sum | per-kind kept (LOO within +-10%: per kind / one scale) | test-retest median | "
+          "reference drift | verdict |")
+    print("|---|---:|---|---:|---:|---:|---:|---|---:|---:|---|")
+    for target in a.only:
+        r = run_one(target, a.out, a.samples, a.networks, a.kinds)
+        (a.out / f"{target.replace('@', '_')}.summary.json").write_text(json.dumps(r, indent=1) + "\n")
+        loo = r["loo"] or {}
+        kept = ("yes" if r["per_kind_kept"] else "no") + (
+            f" ({pct(loo['per_kind']['within_10'])} / {pct(loo['one_scale']['within_10'])})" if loo else "")
+        ms = f"{r['ms'][0]:.3g}-{r['ms'][1]:.3g}" if r["ms"] else "-"
+        print(f"| {target} | {r['entries']} | {ms} | {r['refused']} | **{pct(r['as_built'])}** | "
+              f"{pct(r['one_scale'])} | {pct(r['block_sum'])} | {kept} | {pct(r['median_spread'])} | "
+              f"{pct(r['reference_drift'])} | {'trustworthy' if r['trustworthy'] else 'NOT TRUSTWORTHY'} |",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
