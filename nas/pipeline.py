@@ -105,9 +105,7 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True,
     family_table = format_table(members, base_macs, latencies)
     stages["total"] = time.perf_counter() - t0
     stages = _add_times(root / "times.json", stages)
-    records = Journal(root / "search" / "journal.jsonl", check_search_record).read()
-    reseeds = (Journal(root / "search" / RESEED_FILE, check_reseed_record).read()
-               if (root / "search" / RESEED_FILE).exists() else [])
+    records, reseeds = _search_journals(root / "search")
     notes = proxy_notes.section(cfg.data, cfg.data.resolution or baseline.resolution, summarize(records, reseeds),
                                 float(summary.best["accuracy"]), float(b0["accuracy"]), grid.records, grid.best,
                                 finals.kendall_tau if finals is not None else None,
@@ -127,9 +125,7 @@ def _stage2_setup(cfg: Config, source: str | Path | None) -> Stage2Setup:
 def run_stage2(cfg: Config, setup: Stage2Setup, root: Path, resolution: int, b0: dict[str, Any],
                progress: bool = True) -> finalists.FinalsSummary:
     """Train the search's top-k and the reference with the stage-2 recipe (resumable); rank them and choose."""
-    search = root / "search"
-    records = Journal(search / "journal.jsonl", check_search_record).read()
-    reseeds = Journal(search / RESEED_FILE, check_reseed_record).read() if (search / RESEED_FILE).exists() else []
+    records, reseeds = _search_journals(root / "search")
     todo = finalists.top_candidates(records, reseeds, cfg.stage2.top_k)
     ref = finalists.reference_genotype(cfg.stage2.reference, resolution)
     if ref is not None:
@@ -141,6 +137,13 @@ def run_stage2(cfg: Config, setup: Stage2Setup, root: Path, resolution: int, b0:
     out = finalists.summarize_finals(done, cfg.stage2.baseline_from)
     finalists.save_summary(root / "stage2" / "summary.json", out)
     return out
+
+
+def _search_journals(search: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The search's journal records and its re-seed records (none when it re-seeded nothing)."""
+    records = Journal(search / "journal.jsonl", check_search_record).read()
+    reseeds = Journal(search / RESEED_FILE, check_reseed_record).read() if (search / RESEED_FILE).exists() else []
+    return records, reseeds
 
 
 def _add_times(path: Path, stages: dict[str, float]) -> dict[str, float]:
