@@ -48,8 +48,17 @@ def _settings(a: argparse.Namespace):
     from .measure import Settings
 
     _check_ints(a, **_TIMING_RANGES)
+    _check_window(a)
     return Settings(threads=a.threads, warmup=a.warmup, runs=a.runs, rounds=a.rounds, pin=not a.no_pin,
-                    statistic=a.statistic, passes=a.passes)
+                    statistic=a.statistic, passes=a.passes, window_s=a.window)
+
+
+def _check_window(a: argparse.Namespace) -> None:
+    from .errors import LatencyTableError
+    from .table import MAX_WINDOW_S
+
+    if a.window is not None and not 0 <= a.window <= MAX_WINDOW_S:
+        raise LatencyTableError(f"--window {a.window:g}: expected seconds from 0 to {MAX_WINDOW_S:g}")
 
 
 def _add_timing_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
@@ -63,6 +72,8 @@ def _add_timing_args(p: argparse.ArgumentParser, defaults: bool = True) -> None:
                    help="round-robin rounds the runs are split into")
     p.add_argument("--passes", type=int, default=d.passes if defaults else None,
                    help="measure everything this many times, minutes apart; keep the calmest pass")
+    p.add_argument("--window", type=float, default=d.window_s if defaults else None, metavar="SECONDS",
+                   help="spread each batch's runs over at least this many seconds (0: no minimum)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the measuring thread to one CPU")
     if defaults:
         p.add_argument("--statistic", choices=("p10", "median", "min"), default=d.statistic,
@@ -87,7 +98,8 @@ def cmd_build(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     table = build_table(space, a.out, resolution=a.resolution, settings=_settings(a), num_classes=num_classes,
                         in_channels=in_channels, calibration_networks=a.calibration_networks, progress=not a.quiet,
-                        overwrite=a.overwrite, log=print, calibration_kinds=a.calibration_kinds)
+                        overwrite=a.overwrite, log=print, calibration_kinds=a.calibration_kinds,
+                        recalibrate=a.recalibrate)
     dt = time.perf_counter() - t0
     print(f"{a.out}: {len(table)} entries for {space.source} at {table.resolution} "
           f"({in_channels} input channel(s), {num_classes} classes; "
@@ -126,19 +138,21 @@ def cmd_validate(a: argparse.Namespace) -> int:
     table = LatencyTable.load(a.lut)
     space = resolve_space(a.space) if a.space else None
     settings = None
-    if any(v is not None for v in (a.threads, a.warmup, a.runs, a.rounds, a.passes)) or a.no_pin:
+    _check_window(a)
+    if any(v is not None for v in (a.threads, a.warmup, a.runs, a.rounds, a.passes, a.window)) or a.no_pin:
         from .measure import Settings
         from .predictor import table_settings
 
         base = table_settings(table)
         settings = Settings(threads=a.threads or base.threads, warmup=a.warmup or base.warmup,
                             runs=a.runs or base.runs, rounds=a.rounds or base.rounds, pin=not a.no_pin,
-                            statistic=base.statistic, passes=a.passes or base.passes)
+                            statistic=base.statistic, passes=a.passes or base.passes,
+                            window_s=base.window_s if a.window is None else a.window)
     t0 = time.perf_counter()
     rep = validate(table, samples=a.samples, space=space, settings=settings, seed=a.seed, progress=not a.quiet,
                    max_spread=_percent(a.max_spread, "max-spread"), retries=a.retries,
                    max_refused=_percent(a.max_refused, "max-refused"), max_drift=_percent(a.max_drift, "max-drift"),
-                   drift_correction=a.drift_correction)
+                   reading=a.reading, slow_batch=None if a.slow_batch == -1 else _percent(a.slow_batch, "slow-batch"))
     for line in rep.lines():
         print(line)
     print(f"({time.perf_counter() - t0:.1f} s; {table.device.get('cpu')}, {table.resolution}x{table.resolution})")
@@ -289,6 +303,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--resolution", type=int, default=None, help="input size (default: the space's)")
     b.add_argument("--out", required=True, help="table JSON (resumed when it exists)")
     _add_shape_args(b)
+    b.add_argument("--recalibrate", action="store_true",
+                   help="time the calibration networks again on a built table (the host's speed moves over "
+                        "hours; the previous calibration is kept in calibration_history)")
     b.add_argument("--calibration-networks", type=int, default=10,
                    help="whole networks timed to fit the table's scale (0: none)")
     b.add_argument("--calibration-kinds", choices=KINDS, default="one",
@@ -312,9 +329,17 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--max-refused", type=float, default=20.0, metavar="PCT",
                    help="more networks refused than this: the figure is not trustworthy (default 20)")
     v.add_argument("--max-drift", type=float, default=15.0, metavar="PCT",
-                   help="reference network time moving more than this: not trustworthy (default 15)")
-    v.add_argument("--drift-correction", action="store_true",
-                   help="score against drift-corrected measurements (default: as measured; both are printed)")
+                   help="the median network moving more than this between the first two passes (the machine's "
+                        "speed changed): not trustworthy (default 15)")
+    from .validate import READINGS
+
+    v.add_argument("--reading", choices=READINGS, default="measured",
+                   help="which reading of the measurements is scored (all are printed): 'measured' (default) "
+                        "as measured, 'run' rescaled to the calibration's speed by the drift reference's median, "
+                        "'batch' each batch read at its reference")
+    v.add_argument("--slow-batch", type=float, default=15.0, metavar="PCT",
+                   help="set aside a pass whose batch's drift reference read more than this above the run's "
+                        "median (a slow spell) and measure the network again (default 15; -1: never)")
     v.add_argument("--strict", action="store_true", help="exit with status 1 when the figure is not trustworthy")
     _add_timing_args(v, defaults=False)
     v.set_defaults(func=cmd_validate)

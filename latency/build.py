@@ -19,11 +19,16 @@ from search_space.yamlfile import read_yaml_file
 from .drift import entry_with_reference, merge_pass, passes_done, rebase, time_with_reference
 from .errors import LatencyTableError
 from .keys import Spec, genotype_keys, space_specs
-from .measure import Settings, Timing, host_metadata
+from .measure import LEGACY_WINDOW_S, Settings, Timing, host_metadata
 from .table import LatencyTable, drift_corrected
 
 # Calibration networks are sampled from this seed family; validation uses others and skips them.
 CALIBRATION_SEED = "hwnas-latency-calibration"
+# Models timed round-robin together. Large batches spread each model's runs over a longer stretch
+# of the host's shifting speed (see Settings.window_s) for the same total time.
+PROBE_BATCH = 64
+NETWORK_BATCH = 32
+SLOW_BATCH = 0.15  # a batch whose drift reference read this much above its run's median ran in a slow spell
 
 
 def resolve_space(path_or_space: str | Path | SearchSpace | Mapping[str, Any]) -> SearchSpace:
@@ -104,14 +109,15 @@ def check_compatible(table: LatencyTable, resolution: int, settings: Settings, n
     want = {"resolution": resolution, "num_classes": num_classes, "in_channels": in_channels}
     have = {k: table.meta.get(k) for k in want}
     diffs = [f"{k} {have[k]!r} vs {want[k]!r}" for k in want if have[k] != want[k]]
-    m_have, m_want = table.meta.get("measurement") or {}, settings.to_dict()
+    m_have, m_want = {"window_s": LEGACY_WINDOW_S, **(table.meta.get("measurement") or {})}, settings.to_dict()
     diffs += [f"measurement.{k} {m_have.get(k)!r} vs {v!r}" for k, v in m_want.items() if m_have.get(k) != v]
     d_have = table.device
     diffs += [f"device.{k} {d_have.get(k)!r} vs {host[k]!r}" for k in ("cpu", "runtime", "threads")
               if d_have.get(k) != host[k]]
     if diffs:
         raise LatencyTableError(f"{table.path}: cannot resume, the table was measured differently ("
-                                + "; ".join(diffs) + "); pass another output path or overwrite it")
+                                + "; ".join(diffs) + "); give the table's own settings (--rounds, --window, ...), "
+                                "another output path, or overwrite it")
 
 
 def measure_specs(specs: Sequence[Spec], settings: Settings, act: str, resolution: int) -> list[dict[str, Any]]:
@@ -123,16 +129,20 @@ def measure_specs(specs: Sequence[Spec], settings: Settings, act: str, resolutio
 
 
 def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolution: int | None = None,
-                settings: Settings = Settings(), num_classes: int = 1000, in_channels: int = 3,  # noqa: B008 - frozen
-                calibration_networks: int = 10, batch: int = 8, progress: bool = True, overwrite: bool = False,
-                log: Callable[[str], None] | None = None, calibration_kinds: str = "one") -> LatencyTable:
+                settings: Settings | None = None, num_classes: int = 1000, in_channels: int = 3,
+                calibration_networks: int = 10, batch: int = PROBE_BATCH, progress: bool = True, overwrite: bool = False,
+                log: Callable[[str], None] | None = None, calibration_kinds: str = "one",
+                recalibrate: bool = False) -> LatencyTable:
     """Measure every entry of the space that `out` lacks, saving atomically after each batch.
 
     An existing `out` measured the same way is resumed: its entries are kept and skipped.
-    Returns the finished table (also written to `out` when given).
+    `recalibrate` times the calibration networks again even when the table has them (the
+    previous calibration is kept in `calibration_history`). Returns the finished table (also
+    written to `out` when given).
     """
     from tqdm import tqdm
 
+    settings = settings or Settings()
     space = resolve_space(space) if not isinstance(space, SearchSpace) else space
     res = int(resolution or space.resolution)
     out_p = Path(out) if out is not None else None
@@ -143,6 +153,9 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
     else:
         table = new_table(space, res, settings, num_classes, in_channels)
         table.path = out_p
+    # Tables built before `window_s` existed read each entry at its batch's reference (legacy); newer
+    # ones keep entries as measured and correct drift once, between calibration and use (latency.drift).
+    per_batch = table.baseline_ms is not None
     specs = space_specs(space, res, num_classes, in_channels)
     n_todo = sum(max(0, settings.passes - passes_done(table.entries.get(s.key))) for s in specs)
     if log and n_todo < len(specs) * settings.passes:
@@ -157,13 +170,19 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
             for i in range(0, len(todo), batch):
                 chunk = todo[i:i + batch]
                 for s, e in zip(chunk, measure_specs(chunk, settings, space.activation, res)):
-                    table.set(s.key, merge_pass(table.entries.get(s.key), e, settings.statistic))
-                rebase(table, space.activation, res)
+                    table.set(s.key, merge_pass(table.entries.get(s.key), e, settings.statistic, per_batch))
+                rebase(table, space.activation, res, per_batch)
                 if out_p is not None:
                     table.save(out_p)
                 bar.update(len(chunk))
     entries_s = time.perf_counter() - t0
-    calibrated = bool(calibration_networks and _needs_calibration(table, calibration_networks))
+    calibrated = bool(calibration_networks and (recalibrate or _needs_calibration(table, calibration_networks)))
+    if calibrated and table.meta.get("calibration"):
+        # A shared host's speed moves by 5-15% over an hour (docs/latency.md): a table built in one
+        # period is re-anchored to another by its calibration networks alone, in seconds.
+        old = dict(table.meta["calibration"])
+        old["replaced"] = host_metadata(settings.threads)["date"]
+        table.meta["calibration_history"] = [*table.meta.get("calibration_history", []), old]
     if calibrated:
         calibrate(table, space, calibration_networks, settings, progress=progress, kinds=calibration_kinds)
     elif calibration_networks and (table.meta.get("calibration") or {}).get("kinds", "one") != calibration_kinds:
@@ -190,7 +209,7 @@ def calibration_genotypes(space: SearchSpace, n: int) -> list[Genotype]:
 
 
 def measure_network_pass(genotypes: Sequence[Genotype], order: Sequence[int], resolution: int, num_classes: int,
-                         settings: Settings, batch: int = 8, in_channels: int = 3,
+                         settings: Settings, batch: int = NETWORK_BATCH, in_channels: int = 3,
                          bar: Any = None) -> dict[int, tuple[Timing, float]]:
     """One pass over `genotypes[j]` for j in `order`, in batches each timed with the drift reference.
 
@@ -220,22 +239,26 @@ def pass_order(n: int, p: int, prefix: str = "pass") -> list[int]:
 
 
 def measure_networks(genotypes: Sequence[Genotype], resolution: int, num_classes: int, settings: Settings,
-                     batch: int = 8, progress: bool = False, desc: str = "networks",
-                     in_channels: int = 3) -> list[tuple[Timing, float]]:
+                     batch: int = NETWORK_BATCH, progress: bool = False, desc: str = "networks",
+                     in_channels: int = 3, per_batch_drift: bool = False) -> list[tuple[Timing, float]]:
     """End-to-end timings of whole networks (random weights), round-robin in batches; per network the
-    pass with the lowest drift-corrected value and that pass's reference time (ms)."""
+    pass with the lowest value (drift-corrected by its batch's reference with `per_batch_drift`) and
+    that pass's reference time (ms)."""
     from tqdm import tqdm
 
     best: list[tuple[Timing, float] | None] = [None] * len(genotypes)
     stat = settings.statistic
+
+    def value(t: Timing, ref: float) -> float:
+        return drift_corrected(t.stat(stat), ref, 1.0) if per_batch_drift else t.stat(stat)
+
     with tqdm(total=len(genotypes) * settings.passes, unit="net", disable=not progress, desc=desc) as bar:
         for p in range(settings.passes):
             got = measure_network_pass(genotypes, pass_order(len(genotypes), p), resolution, num_classes, settings,
                                        batch=batch, in_channels=in_channels, bar=bar)
             for j, (t, ref) in got.items():
                 old = best[j]
-                if old is None or (drift_corrected(t.stat(stat), ref, 1.0)
-                                   < drift_corrected(old[0].stat(stat), old[1], 1.0)):
+                if old is None or value(t, ref) < value(*old):
                     best[j] = (t, ref)
     return [b for b in best if b is not None]
 
@@ -251,18 +274,35 @@ def settle(values: Sequence[float], max_spread: float) -> tuple[float, float, bo
     Contention on a shared host only ever slows a run down, so the calm measurement is the lowest
     one, and a second pass close to it confirms it; one slow outlier among the passes is then
     harmless, while two passes far apart leave no way to tell which one is the network's speed.
+    No passes at all is (nan, inf, False).
     """
+    if not values:
+        return math.nan, math.inf, False
     lo = sorted(values)[:2]
     s = spread(lo[0], lo[1]) if len(lo) == 2 else math.inf
     return lo[0], s, s <= max_spread
 
 
+def slow_limit(passes: Sequence[Sequence[tuple[Timing, float]]], slow_batch: float | None) -> float:
+    """The reference time above which a pass ran in a slow spell: the run's median reference times
+    1 + `slow_batch` (inf when `slow_batch` is None or nothing was timed)."""
+    refs = [ref for ps in passes for _, ref in ps if ref > 0]
+    return statistics.median(refs) * (1 + slow_batch) if refs and slow_batch is not None else math.inf
+
+
 def measure_retest(genotypes: Sequence[Genotype], resolution: int, num_classes: int, settings: Settings,
-                   reading: Callable[[Timing, float], float], max_spread: float, retries: int, batch: int = 8,
+                   reading: Callable[[Timing, float], float], max_spread: float, retries: int,
+                   batch: int = NETWORK_BATCH,
                    progress: bool = False, desc: str = "networks", in_channels: int = 3,
-                   ) -> list[list[tuple[Timing, float]]]:
+                   slow_batch: float | None = SLOW_BATCH) -> list[list[tuple[Timing, float]]]:
     """Every pass of every network: at least two shuffled passes, then up to `retries` more for those
-    whose two lowest `reading`s (of a timing and its reference time) disagree by more than `max_spread`."""
+    whose two lowest `reading`s (of a timing and its reference time) disagree by more than `max_spread`,
+    counting only passes whose batch's reference stayed within `slow_limit`.
+
+    The drift reference is a poor gauge to correct by (latency.drift) but a fair alarm: a batch
+    that spent its whole window in a slow spell reads its reference 30% slow with all its
+    networks, and two such passes of one network agree with each other. Measured again instead.
+    """
     from tqdm import tqdm
 
     n, n_passes = len(genotypes), max(2, settings.passes)  # test-retest needs two
@@ -278,7 +318,9 @@ def measure_retest(genotypes: Sequence[Genotype], resolution: int, num_classes: 
         for p in range(n_passes):
             run(pass_order(n, p), bar)
         for r in range(retries):
-            todo = [j for j in range(n) if not settle([reading(t, ref) for t, ref in passes[j]], max_spread)[2]]
+            limit = slow_limit(passes, slow_batch)
+            todo = [j for j in range(n) if not settle([reading(t, ref) for t, ref in passes[j] if ref <= limit],
+                                                      max_spread)[2]]
             if not todo:
                 break
             bar.total += len(todo)
@@ -302,8 +344,9 @@ def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Setting
                       if k not in table})
     if missing:
         raise LatencyTableError(f"cannot calibrate: {len(missing)} entries missing, e.g. {missing[0]!r}")
+    per_batch = table.baseline_ms is not None
     timings = measure_networks(gs, res, table.num_classes, settings, progress=progress, desc="calibration",
-                               in_channels=table.in_channels)
+                               in_channels=table.in_channels, per_batch_drift=per_batch)
     nets = []
     for g, (t, ref) in zip(gs, timings):
         raw = table.sum_keys(genotype_keys(g, res, table.num_classes, table.in_channels), calibrated=False)
@@ -324,6 +367,11 @@ def set_calibration(table: LatencyTable, nets: list[dict[str, Any]], kinds: str 
     ratios = [n["measured_ms"] / n["sum_ms"] for n in nets if n["sum_ms"] > 0]
     scale = statistics.median(ratios) if ratios else 1.0
     cal: dict[str, Any] = {"scale": round(scale, 6), "method": "median of measured / block sum", "networks": nets}
+    refs = [float(n["ref_ms"]) for n in nets if n.get("ref_ms")]
+    if refs and table.baseline_ms is None:
+        # The machine's speed when the scale was fitted, as the drift reference reads it
+        # (`validate --reading run`; see latency.drift).
+        cal["reference_ms"] = round(statistics.median(refs), 6)
     table.meta["calibration"] = cal
     if kinds != "one":
         from .calibrate import MIN_NETWORKS, design, error_stats, loo, select_and_fit

@@ -14,7 +14,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 from .runtime import interpreter_class, runtime_version
 
 MIN_SAMPLE_MS = 1e-6  # 1 ns, the resolution times are stored at (latency.table.MIN_MS)
+DEFAULT_WINDOW_S = 2.0  # Settings.window_s unless given (read when a Settings is made; tests set it to 0)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,17 @@ class Settings:
     the median (other tenants' bursts push the median around); ``median`` is the usual choice
     on a quiet device. Every entry stores both, plus min, IQR, std and count.
 
+    `window_s`: the visits of one batch go on (past `rounds`) until this many seconds have passed.
+    A shared host's speed shifts between levels for fractions of a second to seconds at a time
+    (another tenant on the core's sibling thread, the memory bus), so runs packed into a few
+    milliseconds can all fall in one slow spell; spread over a few seconds, the low percentile
+    sees the calm level in every batch, and entries timed in different batches agree. With
+    `rounds` 20 and `window_s` 2, test-retest agreement of whole networks within +-5% rose from
+    about 40% to 94-100% on the 2-core host (docs/latency.md). 0 turns it off (tables built
+    before it existed read as 0).
+
     `passes`: a table build (and validation) measures everything this many times, minutes apart
-    and next to different neighbours, and keeps the pass with the lowest drift-corrected value:
+    and next to different neighbours, and keeps the pass with the lowest value:
     a memory-bound probe that happened to run while another tenant saturated the memory bus is
     then measured again in calmer conditions.
     """
@@ -78,10 +88,11 @@ class Settings:
     threads: int = 1
     warmup: int = 5
     runs: int = 60
-    rounds: int = 3
+    rounds: int = 20
     pin: bool = True
     statistic: str = "p10"
     passes: int = 2
+    window_s: float = field(default_factory=lambda: DEFAULT_WINDOW_S)
 
     @property
     def clock(self) -> str:
@@ -91,7 +102,8 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         """The table's `measurement` metadata."""
         return {"threads": self.threads, "warmup": self.warmup, "runs": self.runs, "rounds": self.rounds,
-                "pin": self.pin, "clock": self.clock, "statistic": self.statistic, "passes": self.passes}
+                "pin": self.pin, "clock": self.clock, "statistic": self.statistic, "passes": self.passes,
+                "window_s": self.window_s}
 
 
 class Runner:
@@ -123,8 +135,14 @@ def run_model(model: bytes, x: np.ndarray, threads: int = 1) -> np.ndarray:
     return r.output()
 
 
-def time_models(models: Sequence[bytes], settings: Settings = Settings()) -> list[Timing]:
-    """Time several models round-robin; one Timing per model (statistics of `settings.runs` invokes)."""
+LEGACY_WINDOW_S = 0.0  # what a table without `measurement.window_s` was measured with
+MAX_VISITS = 2000      # a cap on the visits a window adds, for models far shorter than the window
+
+
+def time_models(models: Sequence[bytes], settings: Settings | None = None) -> list[Timing]:
+    """Time several models round-robin; one Timing per model (statistics of at least `settings.runs`
+    invokes, in visits spread over at least `settings.window_s` seconds)."""
+    settings = settings or Settings()
     runners = [Runner(m, settings.threads, seed=i) for i, m in enumerate(models)]
     samples: list[list[float]] = [[] for _ in runners]
     per_round = [settings.runs // settings.rounds + (1 if r < settings.runs % settings.rounds else 0)
@@ -141,7 +159,15 @@ def time_models(models: Sequence[bytes], settings: Settings = Settings()) -> lis
         # against a long network run. With one thread XNNPACK computes on the calling thread,
         # so that thread's CPU time is the latency an idle device would show.
         clock = time.thread_time_ns if settings.clock == "thread_cpu" else time.perf_counter_ns
-        for n in per_round:
+        per_visit = max(1, settings.runs // settings.rounds)
+        start = time.perf_counter()
+        for visit in range(settings.rounds + MAX_VISITS):
+            if visit < settings.rounds:
+                n = per_round[visit]
+            elif time.perf_counter() - start < settings.window_s:
+                n = per_visit
+            else:
+                break
             for r, out in zip(runners, samples):
                 invoke = r.invoke
                 # One untimed run per visit: the previous model evicted this one's weights

@@ -10,7 +10,7 @@ from search_space.genotype import Genotype
 
 from .errors import LatencyTableError
 from .keys import genotype_keys, parse_key
-from .measure import Settings, host_metadata
+from .measure import LEGACY_WINDOW_S, Settings, host_metadata
 from .ofa import import_ofa, load_ofa_yaml
 from .table import LatencyTable
 
@@ -56,7 +56,7 @@ class Predictor:
 
     def measure(self, keys: list[str]) -> None:
         """Time missing entries on this host and add them (saved when the table has a path)."""
-        from .build import measure_specs
+        from .build import PROBE_BATCH, measure_specs
 
         dev, host = self.table.device, host_metadata(self.settings.threads)
         if dev and any(dev.get(k) != host[k] for k in ("cpu", "runtime", "threads")):
@@ -66,10 +66,10 @@ class Predictor:
         specs = [parse_key(k) for k in keys]
         act = next((s.act for s in specs if hasattr(s, "act")), "swish")
         res = self.table.resolution or self.resolution
-        # Entries keep their batch's reference time, so they read at the table's baseline speed.
-        # Batches as in a build: a whole space's probes loaded at once would not fit in memory.
-        for i in range(0, len(specs), 8):
-            chunk = specs[i:i + 8]
+        # Batches as in a build (each entry keeps its batch's reference time, which a table built
+        # with per-batch drift correction reads it at); a whole space at once would not fit in memory.
+        for i in range(0, len(specs), PROBE_BATCH):
+            chunk = specs[i:i + PROBE_BATCH]
             for s, e in zip(chunk, measure_specs(chunk, self.settings, act, res)):
                 self.table.set(s.key, e)
             if self.table.path is not None:
@@ -88,7 +88,7 @@ def table_settings(table: LatencyTable) -> Settings:
     return Settings(threads=int(get("threads", d.threads)), warmup=int(get("warmup", d.warmup)),
                     runs=int(get("runs", d.runs)), rounds=int(get("rounds", d.rounds)),
                     pin=bool(get("pin", d.pin)), statistic=str(get("statistic", d.statistic)),
-                    passes=int(get("passes", 1)))
+                    passes=int(get("passes", 1)), window_s=float(get("window_s", LEGACY_WINDOW_S)))
 
 
 def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str | Path | None,
@@ -109,9 +109,13 @@ def load_predictor(lut: str | None, space: Any, resolution: int, cache_dir: str 
     if lut is None:
         if cache_dir is None:
             raise LatencyTableError("load_predictor: give a table path (lut) or a cache_dir to build one in")
-        table = build_table(space, Path(cache_dir) / "lut.json", resolution=resolution,
-                            settings=Settings(threads=threads), num_classes=num_classes, in_channels=in_channels,
-                            progress=progress)
+        path = Path(cache_dir) / "lut.json"
+        settings = Settings(threads=threads)
+        if path.exists():  # a cached table goes on as it was measured, whatever today's defaults are
+            cached = table_settings(LatencyTable.load(path))
+            settings = cached if cached.threads == threads else settings
+        table = build_table(space, path, resolution=resolution, settings=settings, num_classes=num_classes,
+                            in_channels=in_channels, progress=progress)
     else:
         table = open_table(lut)
         for fmt, have, want in (("resolution {}", table.resolution, resolution),

@@ -45,6 +45,7 @@ SPREAD_FIELDS = ("iqr_ms", "std_ms")  # spreads of the runs: zero is a real valu
 MIN_FACTOR, MAX_FACTOR = 1e-3, 1e3
 STATISTICS = ("p10", "median", "min", "mean")
 MAX_COUNT = 10**9
+MAX_WINDOW_S = 3600.0  # the longest measuring window a table may record (seconds)
 OVERHEAD_LIMIT = 10.0  # an empty model's time above this many typical probes is not noise
 
 
@@ -363,14 +364,19 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
     for i, n in enumerate(nets):
         _check_fields(source, f"calibration network {i}", n)
     drift = _section(meta, "drift", source)
-    if "baseline_ms" in drift:
-        _check_time(source, "'drift.baseline_ms'", drift["baseline_ms"])
+    for f in ("baseline_ms", "reference_ms"):
+        if f in drift:
+            _check_time(source, f"'drift.{f}'", drift[f])
+    if cal.get("reference_ms") is not None:
+        _check_time(source, "'calibration.reference_ms'", cal["reference_ms"])
     m = _section(meta, "measurement", source)
     if m.get("statistic") is not None and m["statistic"] not in STATISTICS:
         raise _bad(source, "'measurement.statistic'", m["statistic"], f"one of {list(STATISTICS)}")
     for f in ("threads", "runs", "rounds", "passes", "warmup"):
         if m.get(f) is not None:
             _check_range(source, f"'measurement.{f}'", m[f], 0 if f == "warmup" else 1, MAX_COUNT, integer=True)
+    if m.get("window_s") is not None:
+        _check_range(source, "'measurement.window_s'", m["window_s"], 0.0, MAX_WINDOW_S)
     dev = _section(meta, "device", source)
     for f in ("threads", "cores"):
         if dev.get(f) is not None:

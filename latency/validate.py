@@ -4,10 +4,20 @@ A validation figure is only as good as the measurements it is scored against. Ev
 therefore timed in at least two independent passes (other batch neighbours, later in time), and
 the report states the noise of those measurements next to the accuracy: the test-retest spread,
 the share of networks whose passes agree (the ceiling any predictor can reach against them) and
-how far the drift reference moved during the run. A network whose passes disagree by more than
-`max_spread` is timed again (`retries` more passes); if its passes still disagree it is refused:
+how far the machine's speed moved between the passes (the median network's change). A network
+whose passes disagree by more than
+`max_spread`, or that was timed in a batch whose drift reference read more than `slow_batch` above
+the run's median (a slow spell that both passes can share), is timed again (`retries` more
+passes); if it still lacks two agreeing passes outside slow batches it is refused:
 left out of the accuracy figures, counted and named. Too many refusals, or a reference that
 drifted too far, make the run's verdict "not trustworthy" instead of a quiet wrong number.
+
+Which reading of the measurements is scored (`reading`; every reading is reported):
+- ``measured`` (default): as measured;
+- ``run``: as measured, times the calibration's median reference over this run's median
+  reference, i.e. at the machine speed the table's scale was fitted at, if the reference
+  gauged it (on the 2-core host it did not: docs/latency.md);
+- ``batch``: each batch read at its own reference (the legacy per-batch drift correction).
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ from typing import Any
 
 from search_space.space import SearchSpace
 
-from .build import calibration_genotypes, measure_retest, settle, spread
+from .build import NETWORK_BATCH, SLOW_BATCH, calibration_genotypes, measure_retest, settle, slow_limit, spread
 from .errors import LatencyTableError
 from .measure import Settings, Timing, host_metadata
 from .table import LatencyTable, drift_corrected
@@ -30,8 +40,8 @@ NN_METER_WITHIN_10 = 0.99  # nn-Meter, Pixel 4 CPU (TFLite): share of models wit
 MAX_SPREAD = 0.05   # passes of one network further apart than this are noise: re-measure, then refuse
 RETRIES = 2         # extra passes for a network whose passes disagree
 MAX_REFUSED = 0.20  # above this share of refused networks the run's figure is not trustworthy
-MAX_DRIFT = 0.15    # ... and so it is when the reference network's time moved more than this (max/min - 1)
-BATCH = 10
+MAX_DRIFT = 0.15    # ... and so it is when the median network moved more than this between the first two passes
+READINGS = ("measured", "run", "batch")
 
 
 @dataclass
@@ -79,11 +89,17 @@ class NoiseSummary:
     reference_max_ms: float
     remeasured: int
     refused: int
+    pass_reference_ms: list[float] = field(default_factory=list)
+    run_factor: float | None = None
+    network_drift: float = 0.0
+    set_aside: int = 0
 
     @property
     def reference_drift(self) -> float:
-        """How far the reference network's time moved during the run: max / min - 1."""
-        return self.reference_max_ms / self.reference_min_ms - 1 if self.reference_min_ms > 0 else 0.0
+        """How far the drift reference moved during the run: the max / min - 1 of its median time in
+        each pass (a record; the verdict uses `network_drift`, see latency.drift for why)."""
+        refs = [r for r in self.pass_reference_ms if r > 0]
+        return max(refs) / min(refs) - 1 if refs else 0.0
 
     @property
     def refused_share(self) -> float:
@@ -100,8 +116,9 @@ class NoiseSummary:
 class ValidationReport:
     """Per-network rows, the noise of the measurements, and error statistics on the accepted networks.
 
-    `calibrated` (the headline) and `raw` compare with the measurements as `drift_correction`
-    says; `corrected` and `uncorrected` give the prediction against both readings.
+    `calibrated` (the headline) and `raw` compare with the measurements as `reading` says;
+    `uncorrected`, `corrected` and `run_corrected` give the prediction against the measurements as
+    measured, read at each batch's reference, and rescaled to the calibration's speed.
     `including_refused` is what folding the refused networks in would have given: reported
     for comparison, never as the figure.
     """
@@ -111,10 +128,11 @@ class ValidationReport:
     raw: ErrorStats | None = None
     uncorrected: ErrorStats | None = None
     corrected: ErrorStats | None = None
+    run_corrected: ErrorStats | None = None
     including_refused: ErrorStats | None = None
     noise: NoiseSummary | None = None
     table_noise: dict[str, float] | None = None
-    drift_correction: bool = False
+    reading: str = "measured"
     scale: float = 1.0
     statistic: str = "median"
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -132,9 +150,9 @@ class ValidationReport:
         elif n.refused_share > t.get("max_refused", MAX_REFUSED):
             out.append(f"{100 * n.refused_share:.0f}% of the networks were refused as noise "
                        f"(more than {100 * t.get('max_refused', MAX_REFUSED):.0f}%)")
-        if n.reference_drift > t.get("max_drift", MAX_DRIFT):
-            out.append(f"the reference network's time moved by {100 * n.reference_drift:.1f}% during the run "
-                       f"(more than {100 * t.get('max_drift', MAX_DRIFT):.0f}%)")
+        if n.network_drift > t.get("max_drift", MAX_DRIFT):
+            out.append(f"the median network's time moved by {100 * n.network_drift:.1f}% between the first two "
+                       f"passes (more than {100 * t.get('max_drift', MAX_DRIFT):.0f}%): the machine's speed changed")
         return out
 
     @property
@@ -146,7 +164,7 @@ class ValidationReport:
         """Human-readable summary."""
         out = list(self.notes)
         kept = [r for r in self.rows if not r["refused"]]
-        basis = "drift-corrected" if self.drift_correction else "no drift correction"
+        basis = READING_NAMES[self.reading]
         if kept:
             out.append(f"{len(kept)} networks scored, measured ({self.statistic} of runs, {basis}) "
                        f"{min(r['measured_ms'] for r in kept):.2f}-{max(r['measured_ms'] for r in kept):.2f} ms")
@@ -156,13 +174,23 @@ class ValidationReport:
                        f"({100 * n.median_spread_uncorrected:.1f}% as measured, "
                        f"{100 * n.median_spread_corrected:.1f}% drift-corrected); passes agree within +-5% for "
                        f"{100 * n.agree_5:.0f}% and within +-10% for {100 * n.agree_10:.0f}% of networks "
-                       f"(the ceiling for any predictor); reference network drift {100 * n.reference_drift:.1f}% "
-                       f"({n.reference_min_ms:.3f}-{n.reference_max_ms:.3f} ms)")
+                       f"(the ceiling for any predictor); the median network moved {100 * n.network_drift:.1f}% "
+                       f"between the first two passes; drift reference between passes "
+                       f"{100 * n.reference_drift:.1f}% (pass medians "
+                       + ", ".join(f"{r:.3f}" for r in n.pass_reference_ms)
+                       + f" ms; single batches {n.reference_min_ms:.3f}-{n.reference_max_ms:.3f} ms)")
+            if n.run_factor is not None:
+                out.append(f"the drift reference took {100 * (1 / n.run_factor - 1):+.1f}% of its time at the "
+                           f"table's calibration (medians); reading 'run' multiplies measurements by "
+                           f"{n.run_factor:.4f}")
             ms = 100 * self.thresholds.get("max_spread", MAX_SPREAD)
             retries = int(self.thresholds.get("retries", RETRIES))
-            out.append(f"re-measured {n.remeasured} of {n.networks} networks (passes more than {ms:g}% apart); "
-                       f"refused {n.refused} of {n.networks} networks as noise (still apart after up to "
-                       f"{retries} more passes), left out of the figures below")
+            slow = self.thresholds.get("slow_batch", SLOW_BATCH)
+            aside = (f"; {n.set_aside} passes set aside, their batch's reference more than {100 * slow:g}% above "
+                     "the run's median (a slow spell)" if slow is not None else "")
+            out.append(f"re-measured {n.remeasured} of {n.networks} networks (passes more than {ms:g}% apart, or "
+                       f"in a slow batch){aside}; refused {n.refused} of {n.networks} networks as noise (still "
+                       f"apart after up to {retries} more passes), left out of the figures below")
         tn = self.table_noise
         if tn is not None:
             lo, hi = tn["reference_min_ms"], tn["reference_max_ms"]
@@ -176,8 +204,9 @@ class ValidationReport:
                            "not the prediction model's: rebuild it in a calm period (build --overwrite)")
         for name, s in ((f"prediction (calibration scale {self.scale:.4f})", self.calibrated),
                         ("block sum alone (no calibration)", self.raw),
-                        ("prediction vs measurement with drift correction", self.corrected),
-                        ("prediction vs measurement without drift correction", self.uncorrected)):
+                        ("prediction vs measurement as measured", self.uncorrected),
+                        ("prediction vs measurement at each batch's reference", self.corrected),
+                        ("prediction vs measurement at the calibration's speed", self.run_corrected)):
             if s is not None:
                 out.append(s.line(name))
         c = self.calibrated
@@ -189,7 +218,7 @@ class ValidationReport:
             out.append(f"(folding the {n.refused} refused networks in would give "
                        f"{100 * self.including_refused.within_10:.1f}% within +-10%: not a figure to quote)")
         if self.trustworthy:
-            out.append("verdict: trustworthy (few networks refused, the reference stayed steady)")
+            out.append("verdict: trustworthy (few networks refused, the machine's speed held between passes)")
         else:
             out.append("verdict: NOT TRUSTWORTHY: " + "; ".join(self.problems)
                        + ". The machine was too noisy for this figure; validate again in a calmer period.")
@@ -200,11 +229,12 @@ class ValidationReport:
         def stats(s: ErrorStats | None) -> dict[str, Any] | None:
             return vars(s) if s else None
 
-        return {"scale": self.scale, "statistic": self.statistic, "drift_correction": self.drift_correction,
+        return {"scale": self.scale, "statistic": self.statistic, "reading": self.reading,
                 "trustworthy": self.trustworthy, "problems": self.problems, "thresholds": self.thresholds,
                 "noise": self.noise.to_dict() if self.noise else None, "table_noise": self.table_noise,
                 "calibrated": stats(self.calibrated), "raw": stats(self.raw), "corrected": stats(self.corrected),
-                "uncorrected": stats(self.uncorrected), "including_refused": stats(self.including_refused),
+                "uncorrected": stats(self.uncorrected), "run_corrected": stats(self.run_corrected),
+                "including_refused": stats(self.including_refused),
                 "rows": self.rows}
 
 
@@ -233,14 +263,43 @@ def table_space(table: LatencyTable) -> SearchSpace:
     return SearchSpace(sp["spec"], source=sp.get("source", "<table>"))
 
 
+READING_NAMES = {"run": "as measured, rescaled to the calibration's speed by the drift reference",
+                 "measured": "as measured, no drift correction", "batch": "read at each batch's drift reference"}
+
+
+def median_shift(first: Sequence[float], second: Sequence[float]) -> float:
+    """How far a set of measurements moved as a whole between two passes: exp(|median log ratio|) - 1.
+
+    A change of the machine's speed moves every network the same way, so the median of 100
+    networks' pass-to-pass ratios gauges it far better than one reference network does.
+    """
+    logs = [math.log(b / a) for a, b in zip(first, second) if a > 0 and b > 0]
+    return math.exp(abs(statistics.median(logs))) - 1 if logs else 0.0
+
+
+def check_reading(table: LatencyTable, reading: str) -> str:
+    """`reading` if this table can give it (`run` needs the calibration's reference time, `batch` a baseline)."""
+    if reading not in READINGS:
+        raise LatencyTableError(f"reading {reading!r}: expected one of {list(READINGS)}")
+    if reading == "run" and not (table.meta.get("calibration") or {}).get("reference_ms"):
+        raise LatencyTableError(f"{table.path}: reading 'run' needs calibration.reference_ms, which this table "
+                                "lacks (built before it, or without calibration networks)")
+    if reading == "batch" and not table.baseline_ms:
+        raise LatencyTableError(f"{table.path}: reading 'batch' needs drift.baseline_ms (tables built with "
+                                "per-batch drift correction)")
+    return reading
+
+
 def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None = None,
              settings: Settings | None = None, seed: int = 2024, progress: bool = True,
              max_spread: float = MAX_SPREAD, retries: int = RETRIES, max_refused: float = MAX_REFUSED,
-             max_drift: float = MAX_DRIFT, drift_correction: bool = False) -> ValidationReport:
+             max_drift: float = MAX_DRIFT, reading: str = "measured",
+             slow_batch: float | None = SLOW_BATCH) -> ValidationReport:
     """Measure `samples` random members of the space end to end (test-retest) and compare with the table.
 
-    `drift_correction` picks the headline reading of the measurements (both are reported).
+    `reading` picks the headline reading of the measurements (all are reported; module docstring).
     """
+    mode = check_reading(table, reading)
     space = space or table_space(table)
     if table.resolution is None:
         raise LatencyTableError(f"{table.path}: the table has no resolution; cannot build networks for it")
@@ -265,38 +324,58 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
     preds = [table.predict(g, res) for g in gs]  # fails early, before any timing, on a missing entry
     raws = [table.predict(g, res, calibrated=False) for g in gs]
 
-    stat, base = table.statistic, table.baseline_ms
+    stat, base = table.statistic, table.baseline_ms or 1.0
+
+    def batch_read(t: Timing, ref: float) -> float:
+        return drift_corrected(t.stat(stat), ref, base)
+
+    # Whether passes agree does not depend on a factor common to the whole run, so only the
+    # per-batch reading re-measures differently.
+    passes = measure_retest(gs, res, table.num_classes, settings,
+                            batch_read if mode == "batch" else (lambda t, ref: t.stat(stat)),
+                            max_spread, retries, batch=NETWORK_BATCH, progress=progress, desc="validate",
+                            in_channels=table.in_channels, slow_batch=slow_batch)
     n_passes = max(2, settings.passes)  # test-retest needs two
+    refs = [ref for ps in passes for _, ref in ps]
+    pass_refs = [statistics.median(ps[k][1] for ps in passes) for k in range(n_passes)]
+    if not table.baseline_ms:
+        base = statistics.median(refs)  # the per-batch reading, at this run's typical speed
+    cal_ref = (table.meta.get("calibration") or {}).get("reference_ms")
+    factor = cal_ref / statistics.median(refs) if cal_ref and refs and statistics.median(refs) > 0 else None
 
-    def reading(t: Timing, ref: float, corrected: bool) -> float:
-        return drift_corrected(t.stat(stat), ref, base) if corrected else t.stat(stat)
+    def reading_of(t: Timing, ref: float, how: str) -> float:
+        if how == "batch":
+            return batch_read(t, ref)
+        return t.stat(stat) * (factor if how == "run" and factor else 1.0)
 
-    passes = measure_retest(gs, res, table.num_classes, settings, lambda t, ref: reading(t, ref, drift_correction),
-                            max_spread, retries, batch=BATCH, progress=progress, desc="validate",
-                            in_channels=table.in_channels)
-    rep = ValidationReport(scale=table.scale, statistic=stat, notes=notes, drift_correction=drift_correction,
+    rep = ValidationReport(scale=table.scale, statistic=stat, notes=notes, reading=mode,
                            thresholds={"max_spread": max_spread, "retries": retries, "max_refused": max_refused,
-                                       "max_drift": max_drift})
+                                       "max_drift": max_drift, "slow_batch": slow_batch})
+    limit = slow_limit(passes, slow_batch)
     rows = []
     for j, (g, p, r) in enumerate(zip(gs, preds, raws)):
         ps = passes[j]
-        head = [reading(t, ref, drift_correction) for t, ref in ps]
-        value, final, ok = settle(head, max_spread)
-        t, ref = ps[min(range(len(ps)), key=head.__getitem__)]
-        unc, cor = [reading(t_, r_, False) for t_, r_ in ps], [reading(t_, r_, True) for t_, r_ in ps]
+        head = [reading_of(t, ref, mode) for t, ref in ps]
+        calm = [k for k, (_, ref) in enumerate(ps) if ref <= limit]
+        value, final, ok = settle([head[k] for k in calm], max_spread)
+        if not calm:  # every pass ran in a slow batch: the lowest is recorded, the network refused
+            value = min(head)
+        t, ref = ps[min(calm or range(len(ps)), key=head.__getitem__)]
+        unc, cor = [reading_of(t_, r_, "measured") for t_, r_ in ps], [batch_read(t_, r_) for t_, r_ in ps]
         rows.append({
             "genotype": g.to_string(), "predicted_ms": round(p, 6), "block_sum_ms": round(r, 6),
             "measured_ms": round(value, 6), "raw_measured_ms": round(min(unc), 6), "corrected_ms": round(min(cor), 6),
+            "run_corrected_ms": round(min(unc) * (factor or 1.0), 6),
             "median_ms": round(t.median_ms, 6), "ref_ms": round(ref, 6), "iqr_ms": round(t.iqr_ms, 6),
             "passes": [{f"{stat}_ms": round(t_.stat(stat), 6), "median_ms": round(t_.median_ms, 6),
-                        "ref_ms": round(r_, 6), "corrected_ms": round(c_, 6)} for (t_, r_), c_ in zip(ps, cor)],
+                        "ref_ms": round(r_, 6), "corrected_ms": round(c_, 6), "slow_batch": r_ > limit}
+                       for (t_, r_), c_ in zip(ps, cor)],
             # the first two passes are the noise estimate; later ones exist only because those disagreed
             "spread": round(spread(head[0], head[1]), 6), "spread_uncorrected": round(spread(unc[0], unc[1]), 6),
             "spread_corrected": round(spread(cor[0], cor[1]), 6), "final_spread": round(final, 6),
-            "remeasured": len(ps) - n_passes, "refused": not ok})
+            "remeasured": len(ps) - n_passes, "set_aside": sum(r_ > limit for _, r_ in ps), "refused": not ok})
     rep.rows = rows
     rep.table_noise = table_noise(table)
-    refs = [ref for ps in passes for _, ref in ps]
     kept = [r for r in rows if not r["refused"]]
     rep.noise = NoiseSummary(
         networks=len(rows), passes=n_passes,
@@ -306,14 +385,20 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
         agree_5=sum(r["spread"] <= 0.05 for r in rows) / len(rows),
         agree_10=sum(r["spread"] <= 0.10 for r in rows) / len(rows),
         reference_min_ms=min(refs), reference_max_ms=max(refs),
-        remeasured=sum(r["remeasured"] > 0 for r in rows), refused=len(rows) - len(kept))
+        remeasured=sum(r["remeasured"] > 0 for r in rows), refused=len(rows) - len(kept),
+        pass_reference_ms=[round(x, 6) for x in pass_refs], run_factor=round(factor, 6) if factor else None,
+        set_aside=sum(r["set_aside"] for r in rows),
+        network_drift=round(median_shift([r["passes"][0][f"{stat}_ms"] for r in rows],
+                                         [r["passes"][1][f"{stat}_ms"] for r in rows]), 6))
 
     def col(rs: list[dict[str, Any]], k: str) -> list[float]:
         return [r[k] for r in rs]
 
     rep.calibrated = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "measured_ms"))
     rep.raw = ErrorStats.of(col(kept, "block_sum_ms"), col(kept, "measured_ms"))
-    rep.corrected = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "corrected_ms"))
     rep.uncorrected = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "raw_measured_ms"))
+    rep.corrected = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "corrected_ms"))
+    if factor:
+        rep.run_corrected = ErrorStats.of(col(kept, "predicted_ms"), col(kept, "run_corrected_ms"))
     rep.including_refused = ErrorStats.of(col(rows, "predicted_ms"), col(rows, "measured_ms"))
     return rep

@@ -80,6 +80,16 @@ def test_load_predictor_builds_and_resumes(tmp_path: Path) -> None:
     predict2 = load_predictor(None, str(space), 16, cache_dir=tmp_path / "cache", num_classes=10)
     assert json.loads(lut.read_text())["entries"] == json.loads(before)["entries"]  # nothing re-measured
     assert predict2(sp.sample(0)) == pytest.approx(values[0])
+    # a cache measured with other settings than today's defaults (an older version) is resumed as it
+    # was measured, not refused
+    doc = json.loads(lut.read_text())
+    doc["measurement"].update(rounds=3, window_s=0.5)
+    gone = next(k for k in doc["entries"] if k != "invoke")
+    del doc["entries"][gone]
+    lut.write_text(json.dumps(doc))
+    load_predictor(None, str(space), 16, cache_dir=tmp_path / "cache", num_classes=10)
+    doc = json.loads(lut.read_text())
+    assert gone in doc["entries"] and doc["measurement"]["rounds"] == 3 and doc["measurement"]["window_s"] == 0.5
 
 
 def _built(tmp_path: Path) -> tuple[Path, Path]:

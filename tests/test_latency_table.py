@@ -212,6 +212,9 @@ def test_build_resume_and_mismatch(tmp_path: Path, tiny_space: Path, monkeypatch
     e = doc["entries"][next(iter(want - {INVOKE_KEY}))]
     assert e["median_ms"] > 0 and e["count"] == 3 and "iqr_ms" in e and "std_ms" in e
     assert len(doc["calibration"]["networks"]) == 2 and doc["calibration"]["scale"] > 0
+    # entries as measured; the calibration records the speed it was fitted at (latency.drift)
+    assert "baseline_ms" not in doc["drift"] and doc["drift"]["reference_ms"] > 0 and t.baseline_ms is None
+    assert doc["calibration"]["reference_ms"] > 0 and doc["measurement"]["window_s"] == 0.0
 
     # Resume: drop two entries; only those two are measured again.
     gone = sorted(want - {INVOKE_KEY})[:2]
@@ -228,6 +231,15 @@ def test_build_resume_and_mismatch(tmp_path: Path, tiny_space: Path, monkeypatch
     monkeypatch.setattr(build, "measure_specs", counting)
     t2 = build.build_table(tiny_space, out, settings=Settings(**FAST), calibration_networks=2, progress=False)
     assert sorted(measured) == gone and set(t2.entries) == want
+
+    # --recalibrate: the calibration networks timed again, no entry; the old calibration kept
+    measured.clear()
+    first = json.loads(out.read_text())["calibration"]
+    t3 = build.build_table(tiny_space, out, settings=Settings(**FAST), calibration_networks=2, progress=False,
+                           recalibrate=True)
+    assert measured == [] and t3.meta["calibration_history"][0]["networks"] == first["networks"]
+    assert t3.meta["calibration_history"][0]["replaced"] and len(t3.meta["calibration"]["networks"]) == 2
+    assert LatencyTable.load(out).meta["calibration_history"] == t3.meta["calibration_history"]
 
     with pytest.raises(LatencyTableError, match="runs"):
         build.build_table(tiny_space, out, settings=Settings(**{**FAST, "runs": 4}), progress=False)
@@ -246,6 +258,28 @@ def test_two_passes_keep_the_calmer_one() -> None:
     t = LatencyTable(meta={"measurement": {"statistic": "p10"}, "drift": {"baseline_ms": 9.5}})
     t.set("invoke", e)
     assert t.value("invoke") == pytest.approx(0.95 * 9.5 / 9.0)
+    # read at its batch's reference (legacy tables) a pass can be the calmer one while slower as measured
+    slow_batch = {"median_ms": 1.0, "p10_ms": 1.0, "count": 9, "ref_ms": 20.0}
+    assert merge_pass(merge_pass(None, calm, "p10", True), slow_batch, "p10", True)["p10_ms"] == 1.0
+    assert merge_pass(merge_pass(None, calm, "p10"), slow_batch, "p10")["p10_ms"] == 0.95
+
+
+def test_a_window_spreads_each_models_runs_over_seconds() -> None:
+    pytest.importorskip("ai_edge_litert")
+    import time
+
+    from latency.emit import spec_tflite
+    from latency.measure import MAX_VISITS, Settings, time_models
+
+    model = spec_tflite(space_specs(load_space("configs/space_digits.yaml"), 16, 10, 1)[0])
+    t0 = time.perf_counter()
+    short, = time_models([model], Settings(runs=6, rounds=3, warmup=0, window_s=0.0))
+    assert short.count == 6
+    long, = time_models([model], Settings(runs=6, rounds=3, warmup=0, window_s=0.3))
+    # every visit past `rounds` adds runs // rounds runs until the window has passed (or the visits' cap)
+    assert long.count > 6 and (long.count - 6) % 2 == 0 and long.count <= 6 + 2 * MAX_VISITS
+    assert time.perf_counter() - t0 >= 0.3 or long.count == 6 + 2 * MAX_VISITS
+    assert Settings().window_s == 0.0  # tests run without the default window (conftest)
 
 
 def test_cli_build_and_validate(tmp_path: Path, tiny_space: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -441,7 +475,7 @@ def test_cli_numbers_out_of_range_are_one_line(tmp_path: Path, tiny_space: Path,
 
     out = str(tmp_path / "x.json")
     for bad in (["--resolution", "0"], ["--resolution", "100000"], ["--num-classes", "0"], ["--in-channels", "-1"],
-                ["--runs", "0"], ["--threads", "0"]):
+                ["--runs", "0"], ["--threads", "0"], ["--window", "-1"], ["--window", "nan"]):
         assert main(["build", str(tiny_space), "--out", out, *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {bad[0]} {bad[1]}:") and err.count("\n") == 1

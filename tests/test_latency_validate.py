@@ -143,9 +143,12 @@ def test_not_trustworthy_past_the_refused_share_or_the_drift(table: LatencyTable
     assert not rep.trustworthy and rep.problems == ["30% of the networks were refused as noise (more than 20%)"]
     assert "verdict: NOT TRUSTWORTHY: 30% of the networks" in "\n".join(rep.lines())
     fake_measuring(monkeypatch, table, lambda j, k: (1.0, 1.0 + 0.3 * k))  # networks steady, reference 30% slower later
-    rep = run(table)
-    assert rep.noise is not None and rep.noise.refused == 0 and not rep.trustworthy
-    assert "reference network's time moved by 30.0%" in rep.problems[0]
+    rep = run(table)  # the reference is a record, not the gauge (latency.drift)
+    assert rep.noise is not None and rep.noise.reference_drift == pytest.approx(0.3) and rep.trustworthy
+    fake_measuring(monkeypatch, table, lambda j, k: (1.0 + 0.2 * k, 1.0))  # every network 20% slower later
+    rep = run(table, max_spread=0.3)  # passes 20% apart count as agreeing here: only the drift can flag it
+    assert rep.noise is not None and rep.noise.refused == 0 and rep.noise.network_drift == pytest.approx(0.2)
+    assert not rep.trustworthy and "the median network's time moved by 20.0%" in rep.problems[0]
     fake_measuring(monkeypatch, table, lambda j, k: (1.0 + 0.2 * k, 1.0))
     rep = run(table, samples=3, retries=0)
     assert rep.calibrated is None and not rep.trustworthy and "every one of the 3" in rep.problems[0]
@@ -156,7 +159,7 @@ def test_drift_correction_is_a_choice_and_both_are_reported(table: LatencyTable,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # the reference reads 20% slow in both passes: corrected values come out 1/1.2 of the measured ones
     fake_measuring(monkeypatch, table, lambda j, k: (1.0, 1.2))
-    plain, corrected = run(table), run(table, drift_correction=True)
+    plain, corrected = run(table), run(table, reading="batch")
     assert plain.calibrated is not None and corrected.calibrated is not None
     assert plain.calibrated.within_5 == 1.0 and plain.corrected is not None and plain.corrected.within_10 == 0.0
     assert corrected.calibrated.mean_error_pct == pytest.approx(20.0, abs=0.01)
@@ -181,7 +184,7 @@ def test_cli_strict_exit_code_and_json(table: LatencyTable, tmp_path: Path, monk
     assert "NOT TRUSTWORTHY" in capsys.readouterr().out
     assert main([*base, "--strict"]) == 1
     d = json.loads(out.read_text())
-    assert d["trustworthy"] is False and d["noise"]["refused"] == 2 and d["drift_correction"] is False
+    assert d["trustworthy"] is False and d["noise"]["refused"] == 2 and d["reading"] == "measured"
     assert [len(r["passes"]) for r in d["rows"]] == [4, 4, 2, 2, 2]
     assert {"spread", "spread_corrected", "final_spread", "refused", "remeasured"} <= set(d["rows"][0])
     assert main([*base, "--strict", "--max-refused", "50"]) == 0
@@ -205,3 +208,66 @@ def test_real_validate_on_a_tiny_space(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == (0 if d["trustworthy"] else 1)  # a real machine may be calm or not; the code must say which
     assert len(d["rows"]) == 3 and all(len(r["passes"]) >= 2 for r in d["rows"])
     assert d["noise"]["networks"] == 3 and d["noise"]["reference_min_ms"] > 0
+
+
+def test_run_reading_rescales_to_the_calibrations_speed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a table built the current way: entries as measured, the calibration's reference 1.0 ms
+    t = tiny_table(tmp_path)
+    del t.meta["drift"]["baseline_ms"]
+    t.meta["calibration"] = {"scale": 1.0, "reference_ms": 1.0, "networks": []}
+    # the machine runs 25% slow during validation (reference 1.25 ms), and measurements with it
+    fake_measuring(monkeypatch, t, lambda j, k: (1.25, 1.25))
+    rep = run(t, reading="run")
+    assert rep.reading == "run" and rep.calibrated is not None and rep.calibrated.within_5 == 1.0
+    assert rep.uncorrected is not None and rep.uncorrected.mean_error_pct == pytest.approx(-20.0, abs=0.01)
+    assert rep.run_corrected is not None and rep.run_corrected.within_5 == 1.0
+    assert rep.noise is not None and rep.noise.run_factor == pytest.approx(0.8)
+    assert rep.rows[0]["measured_ms"] == pytest.approx(rep.rows[0]["raw_measured_ms"] * 0.8, rel=1e-4)
+    assert any("took +25.0% of its time at the table's calibration" in line for line in rep.lines())
+    assert run(t, reading="measured").calibrated.within_10 == 0.0  # type: ignore[union-attr]
+    assert rep.to_dict()["reading"] == "run" and run(t).reading == "measured"
+
+
+def test_drift_is_the_move_of_the_pass_medians_not_of_one_batch(table: LatencyTable,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # one batch reads its reference 2x slow in each pass: the passes' medians do not move
+    fake_measuring(monkeypatch, table, lambda j, k: (1.0, 2.0 if j == 3 else 1.0))
+    rep = run(table)
+    assert rep.noise is not None and (rep.noise.reference_min_ms, rep.noise.reference_max_ms) == (1.0, 2.0)
+    assert rep.noise.reference_drift == 0.0 and rep.noise.pass_reference_ms == [1.0, 1.0] and rep.trustworthy
+
+
+def test_readings_a_table_cannot_give_are_one_line_errors(table: LatencyTable) -> None:
+    from latency.errors import LatencyTableError
+
+    assert lv.check_reading(table, "batch") == "batch"
+    with pytest.raises(LatencyTableError, match="reading 'run' needs calibration.reference_ms"):
+        lv.check_reading(table, "run")
+    with pytest.raises(LatencyTableError, match=r"reading 'sometimes': expected one of \['measured'"):
+        lv.check_reading(table, "sometimes")
+    del table.meta["drift"]["baseline_ms"]
+    with pytest.raises(LatencyTableError, match="reading 'batch' needs drift.baseline_ms"):
+        lv.check_reading(table, "batch")
+
+
+def test_passes_in_a_slow_batch_are_set_aside_and_measured_again(table: LatencyTable,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # networks 0-2 share a slow spell in both passes: 25% slow, agreeing, their batches' reference 30% slow
+    def script(j: int, k: int) -> tuple[float, float]:
+        return (1.25, 1.3) if j < 3 and k < 2 else (1.0, 1.0)
+
+    fake_measuring(monkeypatch, table, script)
+    rep = run(table)
+    assert rep.noise is not None and rep.noise.set_aside == 6 and rep.noise.refused == 0
+    r0 = rep.rows[0]
+    assert r0["set_aside"] == 2 and r0["remeasured"] == 2 and [p["slow_batch"] for p in r0["passes"]] == [
+        True, True, False, False]
+    assert r0["measured_ms"] == pytest.approx(r0["predicted_ms"], rel=1e-4)  # the calm passes, not the slow pair
+    assert rep.calibrated is not None and rep.calibrated.within_5 == 1.0
+    assert "6 passes set aside" in "\n".join(rep.lines())
+    fake_measuring(monkeypatch, table, script)
+    off = run(table, slow_batch=None)  # without the alarm the agreeing slow pair is taken
+    assert off.rows[0]["measured_ms"] == pytest.approx(off.rows[0]["predicted_ms"] * 1.25, rel=1e-4)
+    fake_measuring(monkeypatch, table, lambda j, k: (1.25, 1.3) if j < 3 else (1.0, 1.0))  # slow every time
+    stuck = run(table)
+    assert stuck.noise is not None and stuck.noise.refused == 3 and stuck.rows[0]["refused"]
