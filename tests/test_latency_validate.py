@@ -175,8 +175,8 @@ def test_cli_strict_exit_code_and_json(table: LatencyTable, tmp_path: Path, monk
     lut = tmp_path / "lut.json"
     table.save(lut)
     a = parser().parse_args(["validate", str(lut)])
-    assert (a.max_spread / 100, a.retries, a.max_refused / 100, a.max_drift / 100) == (
-        lv.MAX_SPREAD, lv.RETRIES, lv.MAX_REFUSED, lv.MAX_DRIFT)
+    assert (a.max_spread / 100, a.retries, a.max_refused / 100, a.max_drift / 100, a.slow_batch / 100) == (
+        lv.MAX_SPREAD, lv.RETRIES, lv.MAX_REFUSED, lv.MAX_DRIFT, latency.build.SLOW_BATCH)
     fake_measuring(monkeypatch, table, lambda j, k: (1.0 + (0.3 * k if j < 2 else 0.0), 1.0))  # 2 of 5 refused
     out = tmp_path / "v.json"
     base = ["validate", str(lut), "--samples", "5", "--quiet", "--json", str(out)]
@@ -190,6 +190,8 @@ def test_cli_strict_exit_code_and_json(table: LatencyTable, tmp_path: Path, monk
     assert main([*base, "--strict", "--max-refused", "50"]) == 0
     assert main([*base, "--strict", "--max-spread", "40"]) == 0  # 30% apart is then agreement
     assert main([*base, "--max-spread", "nan"]) == 2 and main([*base, "--retries", "-1"]) == 2
+    assert main([*base, "--slow-batch", "-2"]) == 2 and main([*base, "--slow-batch", "-1"]) == 0
+    assert json.loads(out.read_text())["thresholds"]["slow_batch"] is None
 
 
 def test_real_validate_on_a_tiny_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
