@@ -154,7 +154,7 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
         table = new_table(space, res, settings, num_classes, in_channels)
         table.path = out_p
     # Tables built before `window_s` existed read each entry at its batch's reference (legacy); newer
-    # ones keep entries as measured and correct drift once, between calibration and use (latency.drift).
+    # ones keep entries as measured (latency.drift).
     per_batch = table.baseline_ms is not None
     specs = space_specs(space, res, num_classes, in_channels)
     n_todo = sum(max(0, settings.passes - passes_done(table.entries.get(s.key))) for s in specs)

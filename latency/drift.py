@@ -1,4 +1,4 @@
-"""Drift correction: time a fixed reference network next to every batch, and rescale by it once per run.
+"""The drift reference: a fixed network timed next to every batch, a record of the machine's speed.
 
 On a shared machine (other tenants on the other core contend for the L3 and memory bandwidth;
 the host itself shares the CPU) the speed of the whole machine drifts by 10-30% for minutes at a
@@ -68,9 +68,14 @@ def _summary(e: Mapping[str, Any]) -> dict[str, Any]:
     return {k: e[k] for k in ("p10_ms", "median_ms", "ref_ms") if k in e}
 
 
+def _value(e: Mapping[str, Any], statistic: str) -> float:
+    """An entry's `statistic` as measured (its median for entries that lack it)."""
+    return float(e.get(f"{statistic}_ms", e["median_ms"]))
+
+
 def _relative(e: Mapping[str, Any], statistic: str) -> float:
     """An entry's value relative to its reference (baseline-free, so passes compare directly)."""
-    return drift_corrected(float(e.get(f"{statistic}_ms", e["median_ms"])), e.get("ref_ms"), 1.0)
+    return drift_corrected(_value(e, statistic), e.get("ref_ms"), 1.0)
 
 
 def merge_pass(old: Mapping[str, Any] | None, new: Mapping[str, Any], statistic: str,
@@ -81,10 +86,8 @@ def merge_pass(old: Mapping[str, Any] | None, new: Mapping[str, Any], statistic:
         return {**new, "passes": [_summary(new)]}
     passes = list(old.get("passes") or [_summary(old)]) + [_summary(new)]
 
-    def value(e: Mapping[str, Any]) -> float:
-        return _relative(e, statistic) if per_batch else float(e.get(f"{statistic}_ms", e["median_ms"]))
-
-    best = old if value(old) <= value(new) else new
+    value = _relative if per_batch else _value
+    best = old if value(old, statistic) <= value(new, statistic) else new
     return {**{k: v for k, v in best.items() if k != "passes"}, "passes": passes}
 
 
@@ -106,6 +109,6 @@ def rebase(table: LatencyTable, act: str, resolution: int, per_batch: bool = Fal
                                "method": "value = entry[statistic] * baseline_ms / entry.ref_ms"}
     else:
         table.meta["drift"] = {"reference": reference_genotype(act, resolution), "reference_ms": round(base, 6),
-                               "method": "entries as measured; validate rescales by calibration.reference_ms "
-                                         "over its run's median reference"}
+                               "method": "entries as measured; ref_ms and this median are a record "
+                                         "(validate --reading run rescales by calibration.reference_ms)"}
     return base

@@ -5,12 +5,12 @@ therefore timed in at least two independent passes (other batch neighbours, late
 the report states the noise of those measurements next to the accuracy: the test-retest spread,
 the share of networks whose passes agree (the ceiling any predictor can reach against them) and
 how far the machine's speed moved between the passes (the median network's change). A network
-whose passes disagree by more than
-`max_spread`, or that was timed in a batch whose drift reference read more than `slow_batch` above
-the run's median (a slow spell that both passes can share), is timed again (`retries` more
-passes); if it still lacks two agreeing passes outside slow batches it is refused:
-left out of the accuracy figures, counted and named. Too many refusals, or a reference that
-drifted too far, make the run's verdict "not trustworthy" instead of a quiet wrong number.
+whose passes disagree by more than `max_spread`, or that was timed in a batch whose drift
+reference read more than `slow_batch` above the run's median (a slow spell that both passes can
+share), is timed again (`retries` more passes); if it still lacks two agreeing passes outside
+slow batches it is refused: left out of the accuracy figures, counted and named. Too many
+refusals, or a machine whose speed moved too far between passes, make the run's verdict "not
+trustworthy" instead of a quiet wrong number.
 
 Which reading of the measurements is scored (`reading`; every reading is reported):
 - ``measured`` (default): as measured;
@@ -338,10 +338,11 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
     n_passes = max(2, settings.passes)  # test-retest needs two
     refs = [ref for ps in passes for _, ref in ps]
     pass_refs = [statistics.median(ps[k][1] for ps in passes) for k in range(n_passes)]
+    run_ref = statistics.median(refs)
     if not table.baseline_ms:
-        base = statistics.median(refs)  # the per-batch reading, at this run's typical speed
+        base = run_ref  # the per-batch reading, at this run's typical speed
     cal_ref = (table.meta.get("calibration") or {}).get("reference_ms")
-    factor = cal_ref / statistics.median(refs) if cal_ref and refs and statistics.median(refs) > 0 else None
+    factor = cal_ref / run_ref if cal_ref and run_ref > 0 else None
 
     def reading_of(t: Timing, ref: float, how: str) -> float:
         if how == "batch":
