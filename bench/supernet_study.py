@@ -3,14 +3,21 @@
     python bench/supernet_study.py [--resume] [--out runs/supernet_study] [--data PATH.npz]
 
 On CIFAR-10 (``../shared/datasets/cifar10_uint8.npz``; the study skips with a message when it is
-absent) with the recipe of ``configs/supernet_cifar.yaml`` (space ``space_cifar_narrow.yaml``,
-8,000 training and 2,000 validation images, one torch thread per process):
+absent) with the recipe of ``--config`` (default ``configs/supernet_cifar.yaml``: space
+``space_cifar_narrow.yaml``), on ``--subset`` images (default 5,000: 4,000 to train on, 1,000 held
+out, on which every estimator is scored), one torch thread per process:
 
-1. trains the supernet (uniform single-path sampling, 40 epochs), resumable;
+1. trains the supernet (uniform single-path sampling, ``--supernet-epochs``), resumable;
 2. scores K random members with inherited weights (extract, recalibrate BatchNorm, validate);
-3. trains each of them alone for 1 epoch: today's per-candidate short-training proxy;
-4. trains each of them alone for 5 epochs: the stand-alone reference, which is also exactly the
-   standard evaluator's 5-epoch proxy of the cost comparison.
+3. trains each of them alone for ``--proxy-epochs`` (1): today's per-candidate short-training proxy;
+4. trains each of them alone for ``--standalone-epochs`` (5): the stand-alone reference. The cost
+   comparison's standard evaluator trains ``--standard-epochs`` (5); when the reference trains
+   longer, the standard evaluator's time is taken from these runs (set-up, evaluation and that share
+   of their measured training).
+
+``--retest N`` trains the first N candidates alone again with another seed, which measures the
+reference's own noise (a reference noisier than the candidates' differences caps any tau);
+``--variant NAME --sn-set KEY=VALUE`` trains and scores another supernet recipe on the same candidates.
 
 Steps 1-3 run in this process, step 4 in a child process at the same time (one thread each; a
 2-core machine). Every finished item is appended to a JSON-lines file at once, so ``--resume``
@@ -132,6 +139,20 @@ def run_standalone(args: argparse.Namespace, out: Path) -> None:
     _log("stand-alone trainings done (here)")
 
 
+def run_retest(args: argparse.Namespace, out: Path) -> int:
+    """The first ``--retest N`` candidates trained alone again with another seed: the reference's own noise."""
+    import torch
+
+    from nas.results import eval_seed
+
+    torch.set_num_threads(1)
+    cfg, gs, _ = _setup(args, out)
+    gs = gs[:args.retest]
+    seeds = [eval_seed(cfg.search.seed + 1, g.to_string()) for g in gs]
+    _evaluate("standalone-retest", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "retest.jsonl")
+    return report(args, out)
+
+
 def _alive(pid: int) -> bool:
     return alive(pid, MARKER)
 
@@ -217,12 +238,22 @@ def _variants(out: Path) -> list[tuple[str, Path, list[str]]]:
     return found
 
 
+def standard_seconds(runs: list[dict], epochs: float) -> float | None:
+    """Mean seconds of the standard `epochs`-epoch evaluator, timed from the stand-alone runs.
+
+    When the reference trains longer than the standard proxy, its runs are cut to `epochs`: the set-up
+    and evaluation as measured, plus that share of the measured training (an epoch costs the same at
+    every point of the schedule)."""
+    w = [r["wall_s"] - r["train_time_s"] * max(0.0, 1.0 - epochs / r["epochs"]) for r in runs if r.get("epochs")]
+    return sum(w) / len(w) if w else None
+
+
 def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
     from nas.proxycheck import rank_correlations
 
     if cfg is None:
         cfg, gs, _ = _setup(args, out)
-    rows = {**_done(out / "main.jsonl"), **_done(out / "standalone.jsonl")}
+    rows = {**_done(out / "main.jsonl"), **_done(out / "standalone.jsonl"), **_done(out / "retest.jsonl")}
     for f in sorted(out.glob("variant-*.jsonl")):
         rows.update(_done(f))
     keys = [g.to_string() for g in gs]
@@ -241,7 +272,17 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         return sum(w) / len(w) if w else None
 
     px, sa = acc("proxy"), acc("standalone")
-    per_std, per_px = mean_wall("standalone"), mean_wall("proxy")
+    again = acc("standalone-retest")
+    diffs = [100 * (b - a) for a, b in zip(sa, again) if a is not None and b is not None]
+    retest = ({"n": len(diffs), "differences_points": diffs,
+               "mean_abs_difference_points": sum(abs(d) for d in diffs) / len(diffs),
+               "seed_sd_points": (sum(d * d for d in diffs) / len(diffs) / 2) ** 0.5} if diffs else None)
+    from search_space.cost import cost
+
+    macs = [float(cost(g).macs) for g in gs]  # the zero-cost baseline: bigger is better
+    per_px = mean_wall("proxy")
+    per_std = standard_seconds([rows[("standalone", k)] for k in keys if ("standalone", k) in rows],
+                               args.standard_epochs)
     estimators = []
     for kind, folder, sets in _variants(out):
         summary_file = folder / "summary.json"
@@ -259,18 +300,19 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         estimators.append(e)
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} CPUs (shared with other jobs), torch {__import__('torch').__version__}, "
-                   f"1 torch thread per process, 2 processes",
+        "machine": f"{os.cpu_count()} CPUs (load average {os.getloadavg()[1]:.1f} over the last 5 minutes), "
+                   f"torch {__import__('torch').__version__}, 1 torch thread per process, 2 processes",
         "config": str(args.config.name), "space": str(Path(cfg.space).name), "candidates": len(keys),
         "train_images": int(round(cfg.data.subset * (1 - cfg.data.val_fraction))) if cfg.data.subset else None,
         "val_images": int(round(cfg.data.subset * cfg.data.val_fraction)) if cfg.data.subset else None,
         "supernet_recipe": dataclasses.asdict(cfg.supernet), "train_recipe": dataclasses.asdict(cfg.train),
         "proxy_epochs": args.proxy_epochs, "standalone_epochs": args.standalone_epochs,
-        "proxy_vs_standalone": corr(px, sa), "amortized_over": SEARCH_SIZE,
+        "standard_epochs": args.standard_epochs, "standalone_retest": retest,
+        "proxy_vs_standalone": corr(px, sa), "macs_vs_standalone": corr(macs, sa), "amortized_over": SEARCH_SIZE,
         "standard_per_candidate_s": per_std, "proxy_per_candidate_s": per_px,
         "standard_candidates_per_hour": 3600 / per_std if per_std else None,
         "supernets": estimators,
-        "rows": [{"genotype": k, "standalone": sa[i], "proxy": px[i],
+        "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "proxy": px[i],
                   **{e["kind"]: acc(e["kind"])[i] for e in estimators}} for i, k in enumerate(keys)],
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -288,9 +330,11 @@ def format_table(r: dict) -> str:
     kinds = [e["kind"] for e in r["supernets"]]
     lines = [f"supernet study ({r['candidates']} random members of {r['space']}, {r['train_images']} training "
              f"and {r['val_images']} validation images of CIFAR-10, {r['date']})",
-             f"{'#':>3} {'alone':>8} {'proxy':>8} " + " ".join(f"{k[:14]:>14}" for k in kinds) + "  genotype"]
+             f"{'#':>3} {'MMACs':>6} {'alone':>8} {'proxy':>8} " + " ".join(f"{k[:14]:>14}" for k in kinds)
+             + "  genotype"]
     for i, row in enumerate(r["rows"], 1):
-        lines.append(f"{i:>3} {f(row['standalone'], True):>8} {f(row['proxy'], True):>8} "
+        mm = f"{row['macs'] / 1e6:.1f}" if "macs" in row else "-"
+        lines.append(f"{i:>3} {mm:>6} {f(row['standalone'], True):>8} {f(row['proxy'], True):>8} "
                      + " ".join(f"{f(row[k], True):>14}" for k in kinds) + f"  {row['genotype']}")
     lines.append("")
     lines.append(f"{'estimator (vs stand-alone, ' + format(r['standalone_epochs'], 'g') + ' epochs)':<48}"
@@ -300,21 +344,32 @@ def format_table(r: dict) -> str:
     lines.append(f"{'short proxy (' + format(r['proxy_epochs'], 'g') + ' epoch, per candidate)':<48}"
                  f"{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
                  f"{per_px:>13.1f}{(3600 / per_px if per_px else 0):>12.1f}")
+    if "macs_vs_standalone" in r:
+        c = r["macs_vs_standalone"]
+        lines.append(f"{'multiply-adds alone (no training)':<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}"
+                     f"{c['n']:>4}")
     for e in r["supernets"]:
         c = e["vs_standalone"]
         t = e.get("training", {})
         name = f"{e['kind']} ({t.get('sampling', '?')}, {t.get('epochs', 0):.0f} ep)"
         lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
                      f"{e.get('per_candidate_s', 0):>13.2f}{e.get('candidates_per_hour', 0):>12.0f}")
+    std = format(r.get("standard_epochs", r["standalone_epochs"]), "g")
     if r["standard_per_candidate_s"]:
-        lines.append(f"{'standard ' + format(r['standalone_epochs'], 'g') + '-epoch proxy (the stand-alone runs)':<48}"
+        src = "the stand-alone runs" if std == format(r["standalone_epochs"], "g") else "timed from the stand-alone runs"
+        lines.append(f"{'standard ' + std + '-epoch proxy (' + src + ')':<48}"
                      f"{'':>12}{'':>14}{'':>4}{r['standard_per_candidate_s']:>13.1f}"
                      f"{r['standard_candidates_per_hour']:>12.1f}")
+    if r.get("standalone_retest"):
+        t = r["standalone_retest"]
+        lines.append(f"stand-alone test-retest (another training seed, {t['n']} candidates): mean |difference| "
+                     f"{t['mean_abs_difference_points']:.2f} points, one training's seed noise about "
+                     f"{t['seed_sd_points']:.2f} points (sd)")
     for e in r["supernets"]:
         if "speedup_vs_standard" in e:
             lines.append(f"{e['kind']}: {e['training_s']:.0f} s of supernet training / {r['amortized_over']} "
                          f"candidates + {e['score_s']:.2f} s scoring = {e['per_candidate_s']:.2f} s a candidate: "
-                         f"{e['speedup_vs_standard']:.1f}x the standard {r['standalone_epochs']:g}-epoch proxy's "
+                         f"{e['speedup_vs_standard']:.1f}x the standard {std}-epoch proxy's "
                          f"candidates per hour")
     return "\n".join(lines)
 
@@ -365,13 +420,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subset", type=int, default=5000, help="CIFAR-10 images used (80%% train, 20%% validation)")
     ap.add_argument("--supernet-epochs", type=float, default=40.0)
     ap.add_argument("--proxy-epochs", type=float, default=1.0)
-    ap.add_argument("--standalone-epochs", type=float, default=5.0)
+    ap.add_argument("--standalone-epochs", type=float, default=5.0, help="the stand-alone reference's training")
+    ap.add_argument("--standard-epochs", type=float, default=5.0,
+                    help="the standard evaluator of the cost comparison (timed from the stand-alone runs when shorter)")
     ap.add_argument("--progress", action="store_true", help="a progress bar for the supernet training")
     ap.add_argument("--report", action="store_true", help="only print and write the table from what is done")
     ap.add_argument("--variant", help="train and score another supernet recipe named so, on the same candidates")
     ap.add_argument("--sn-set", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides of the supernet's training (repeatable), e.g. train.lr=0.1; "
                          "the candidates' trainings keep the config's")
+    ap.add_argument("--retest", type=int, default=0, metavar="N",
+                    help="train the first N candidates alone again with another seed (the reference's own noise)")
     ap.add_argument("--part", choices=["main", "standalone"], default="main", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.data.is_file():
@@ -384,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(args, out)
     if args.variant:
         return run_variant(args, out)
+    if args.retest:
+        return run_retest(args, out)
     if args.part == "standalone":
         run_standalone(args, out)
         return 0

@@ -1,0 +1,74 @@
+"""bench/supernet_study.py without training: skipping and the standard evaluator's timing (seconds)."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("supernet_study", ROOT / "bench" / "supernet_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["supernet_study"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_skips_without_data(study, tmp_path, capsys):
+    assert study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "out")]) == 0
+    assert "skipped: CIFAR-10 not found" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_standard_time_is_the_run_itself_when_epochs_match(study):
+    runs = [{"wall_s": 100.0, "train_time_s": 80.0, "epochs": 5.0}, {"wall_s": 120.0, "train_time_s": 90.0, "epochs": 5}]
+    assert study.standard_seconds(runs, 5.0) == pytest.approx(110.0)
+
+
+def test_standard_time_cuts_a_longer_reference_to_its_epochs(study):
+    # 8 epochs: 20 s of set-up and evaluation, 80 s of training -> 5 epochs: 20 + 50 s
+    runs = [{"wall_s": 100.0, "train_time_s": 80.0, "epochs": 8.0}, {"wall_s": 60.0, "train_time_s": 40.0, "epochs": 8.0}]
+    assert study.standard_seconds(runs, 5.0) == pytest.approx(((20 + 50) + (20 + 25)) / 2)
+    assert study.standard_seconds([], 5.0) is None
+    assert study.standard_seconds([{"wall_s": 1.0, "train_time_s": 0.0, "epochs": 0}], 5.0) is None
+
+
+def test_report_from_rows_without_training(study, tmp_path, capsys):
+    data = tmp_path / "cifar.npz"
+    data.write_bytes(b"")  # never read: the report only needs the candidates, drawn from the space
+    out = tmp_path / "out"
+    out.mkdir()
+    ns = ["--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "supernet_cifar_oneshot.yaml"),
+          "--candidates", "4", "--standalone-epochs", "8"]
+    parsed = argparse.Namespace(data=data, out=out, config=ROOT / "configs" / "supernet_cifar_oneshot.yaml",
+                                candidates=4, seed=2024, subset=5000, supernet_epochs=30.0, proxy_epochs=1.0,
+                                standalone_epochs=8.0, standard_epochs=5.0, sn_set=[])
+    _, gs, _ = study._setup(parsed, out)
+    for i, g in enumerate(gs):  # stand-alone accuracy follows the index; the proxy reverses it
+        for kind, acc in (("standalone", 0.5 + 0.01 * i), ("proxy", 0.3 - 0.01 * i), ("supernet", 0.4 + 0.01 * i)):
+            row = {"kind": kind, "genotype": g.to_string(), "accuracy": acc, "status": "ok", "wall_s": 100.0,
+                   "train_time_s": 80.0, "epochs": 8.0 if kind == "standalone" else 1.0}
+            with open(out / ("standalone.jsonl" if kind == "standalone" else "main.jsonl"), "a") as f:
+                f.write(json.dumps(row) + "\n")
+    with open(out / "retest.jsonl", "a") as f:  # the first candidate again, 2 points better
+        f.write(json.dumps({"kind": "standalone-retest", "genotype": gs[0].to_string(), "accuracy": 0.52,
+                            "status": "ok", "wall_s": 100.0, "train_time_s": 80.0, "epochs": 8.0}) + "\n")
+    assert study.main(ns + ["--report"]) == 0
+    r = json.loads((out / "supernet_study.json").read_text())
+    assert r["proxy_vs_standalone"]["kendall_tau"] == pytest.approx(-1.0)
+    assert r["supernets"][0]["vs_standalone"]["kendall_tau"] == pytest.approx(1.0)
+    assert r["standard_per_candidate_s"] == pytest.approx(20 + 80 * 5 / 8)
+    assert r["macs_vs_standalone"]["n"] == 4 and all(row["macs"] > 0 for row in r["rows"])
+    assert r["standalone_retest"]["n"] == 1
+    assert r["standalone_retest"]["mean_abs_difference_points"] == pytest.approx(2.0)
+    assert r["standalone_retest"]["seed_sd_points"] == pytest.approx(2.0 / 2 ** 0.5)
+    printed = capsys.readouterr().out
+    assert "standard 5-epoch proxy (timed from the stand-alone runs)" in printed
+    assert "test-retest (another training seed, 1 candidates)" in printed
