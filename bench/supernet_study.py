@@ -250,6 +250,7 @@ def standard_seconds(runs: list[dict], epochs: float) -> float | None:
 
 def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
     from nas.proxycheck import rank_correlations
+    from search_space.cost import cost
 
     if cfg is None:
         cfg, gs, _ = _setup(args, out)
@@ -277,8 +278,6 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
     retest = ({"n": len(diffs), "differences_points": diffs,
                "mean_abs_difference_points": sum(abs(d) for d in diffs) / len(diffs),
                "seed_sd_points": (sum(d * d for d in diffs) / len(diffs) / 2) ** 0.5} if diffs else None)
-    from search_space.cost import cost
-
     macs = [float(cost(g).macs) for g in gs]  # the zero-cost baseline: bigger is better
     per_px = mean_wall("proxy")
     per_std = standard_seconds([rows[("standalone", k)] for k in keys if ("standalone", k) in rows],

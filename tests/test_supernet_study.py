@@ -1,7 +1,6 @@
-"""bench/supernet_study.py without training: skipping and the standard evaluator's timing (seconds)."""
+"""bench/supernet_study.py without training: skipping, the standard evaluator's timing, the report (seconds)."""
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -47,10 +46,9 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     out.mkdir()
     ns = ["--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "supernet_cifar_oneshot.yaml"),
           "--candidates", "4", "--standalone-epochs", "8"]
-    parsed = argparse.Namespace(data=data, out=out, config=ROOT / "configs" / "supernet_cifar_oneshot.yaml",
-                                candidates=4, seed=2024, subset=5000, supernet_epochs=30.0, proxy_epochs=1.0,
-                                standalone_epochs=8.0, standard_epochs=5.0, sn_set=[])
-    _, gs, _ = study._setup(parsed, out)
+    from search_space import SearchSpace
+
+    gs = study._candidates(SearchSpace.from_yaml(ROOT / "configs" / "space_cifar_oneshot.yaml"), 4, 2024)
     for i, g in enumerate(gs):  # stand-alone accuracy follows the index; the proxy reverses it
         for kind, acc in (("standalone", 0.5 + 0.01 * i), ("proxy", 0.3 - 0.01 * i), ("supernet", 0.4 + 0.01 * i)):
             row = {"kind": kind, "genotype": g.to_string(), "accuracy": acc, "status": "ok", "wall_s": 100.0,
