@@ -7,6 +7,10 @@ the others: the one-scale fit, the per-kind fit of `latency.calibrate` at each g
 (baseline, no fit) the table's own build-time calibration.
 
     python bench/host_calibration.py LUT rows.json [more_rows.json ...] [--ks 10 20 30] [--draws 20]
+        [--entry-statistic cold_p10]
+
+`--entry-statistic` reads the table's entries at another stored statistic (`cold_p10`: each
+block's runs with its weights evicted, as inside a network), its calibration refitted to it.
 """
 from __future__ import annotations
 
@@ -20,8 +24,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from latency.build import refit_calibration  # noqa: E402
 from latency.calibrate import design, error_stats, one_scale, select_and_fit  # noqa: E402
-from latency.table import LatencyTable  # noqa: E402
+from latency.table import ENTRY_STATISTICS, LatencyTable  # noqa: E402
 from search_space.genotype import parse  # noqa: E402
 
 KINDS = ("kernel", "kernel-se", "kernel-se-size", "kernel-size")
@@ -36,8 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--kinds", nargs="+", default=list(KINDS))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--entry-statistic", choices=ENTRY_STATISTICS, default=None,
+                   help="read entries at this statistic (default: the table's)")
     a = p.parse_args(argv)
     table = LatencyTable.load(a.lut)
+    if a.entry_statistic and a.entry_statistic != table.entry_statistic:
+        table.meta["measurement"]["entry_statistic"] = a.entry_statistic
+        refit_calibration(table)
+    print(f"entries read at {table.entry_statistic}")
     rows: dict[str, float] = {}
     for f in a.rows:
         for r in json.loads(Path(f).read_text())["rows"]:

@@ -18,6 +18,11 @@ out, on which every estimator is scored), one torch thread per process:
 ``--retest N`` trains the first N candidates alone again with another seed, which measures the
 reference's own noise (a reference noisier than the candidates' differences caps any tau);
 ``--variant NAME --sn-set KEY=VALUE`` trains and scores another supernet recipe on the same candidates.
+``--test-images N`` trains every candidate alone again with the reference's recipe and seed and scores
+it on the validation split and on the first N images of CIFAR-10's test split, which nothing else
+reads: a reference free of the small validation split's sampling noise (the estimators keep scoring
+on the validation split, as a search does). Start it twice to use both cores; the report then ranks
+every estimator against the test accuracies too.
 
 Steps 1-3 run in this process, step 4 in a child process at the same time (one thread each; a
 2-core machine). Every finished item is appended to a JSON-lines file at once, so ``--resume``
@@ -90,7 +95,9 @@ def _log(msg: str) -> None:
 
 
 def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Path | None = None,
-              reverse: bool = False) -> None:
+              reverse: bool = False, test: tuple | None = None, claim_prefix: str = "standalone") -> None:
+    """Evaluate every candidate not yet in `path` (or the main and stand-alone files, with `claims`);
+    with `test` (images, labels) the candidate is trained with `ev`'s recipe and also scored on them."""
     ev.prepare(gs[0].resolution)  # the data is loaded once, outside the timed evaluations
     order = list(range(len(gs)))[::-1] if reverse else list(range(len(gs)))
     for i in order:
@@ -98,16 +105,42 @@ def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Pat
         key = g.to_string()
         done = {**_done(path), **(_done(path.parent / "main.jsonl") if claims else {}),
                 **(_done(path.parent / "standalone.jsonl") if claims else {})}
-        if (kind, key) in done or (claims is not None and not claim(claims / f"standalone-{i}", MARKER)):
+        if (kind, key) in done or (claims is not None and not claim(claims / f"{claim_prefix}-{i}", MARKER)):
             continue
         t0 = time.perf_counter()
-        r = ev.evaluate(g, seed)
-        wall = time.perf_counter() - t0
+        extra = {}
+        if test is None:
+            r = ev.evaluate(g, seed)
+        else:
+            r, extra = _train_and_test(ev, g, seed, test)
+        wall = time.perf_counter() - t0 - extra.get("test_eval_s", 0.0)
         row = {"kind": kind, "genotype": key, "accuracy": r.accuracy, "status": r.status, "reason": r.reason,
                "train_time_s": r.train_time_s, "eval_time_s": r.eval_time_s, "wall_s": wall, "steps": r.steps,
-               "epochs": r.epochs}
+               "epochs": r.epochs, **extra}
         _append(path, row)
-        _log(f"{kind} {i + 1}/{len(gs)}: {100 * r.accuracy:.2f}% in {wall:.1f} s ({r.status})  {key}")
+        more = f", test {100 * extra['test_accuracy']:.2f}%" if "test_accuracy" in extra else ""
+        _log(f"{kind} {i + 1}/{len(gs)}: {100 * r.accuracy:.2f}%{more} in {wall:.1f} s ({r.status})  {key}")
+
+
+def _train_and_test(ev, g, seed: int, test: tuple) -> tuple:
+    """(EvalResult on the validation split, {test_accuracy, test_images, test_eval_s}) of one stand-alone training."""
+    import torch
+
+    from nas.results import EvalResult
+    from nas.train import accuracy, train_model
+
+    splits = ev.prepare(g.resolution)
+    model = ev.built(g, seed, splits)
+    out = train_model(model, splits, ev.train_cfg, seed, ev.device)
+    t0 = time.perf_counter()
+    acc = accuracy(model, splits.x_val, splits.y_val, splits, ev.train_cfg, ev.device)
+    t1 = time.perf_counter()
+    x, y = test
+    with torch.no_grad():
+        test_acc = accuracy(model, x, y, splits, ev.train_cfg, ev.device)
+    r = EvalResult(accuracy=acc, train_time_s=out.train_time_s, steps=out.steps, epochs=out.epochs,
+                   final_loss=out.final_loss, eval_time_s=t1 - t0, device=str(ev.device), seed=seed)
+    return r, {"test_accuracy": test_acc, "test_images": len(y), "test_eval_s": time.perf_counter() - t1}
 
 
 def _setup(args: argparse.Namespace, out: Path):
@@ -150,6 +183,21 @@ def run_retest(args: argparse.Namespace, out: Path) -> int:
     gs = gs[:args.retest]
     seeds = [eval_seed(cfg.search.seed + 1, g.to_string()) for g in gs]
     _evaluate("standalone-retest", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "retest.jsonl")
+    return report(args, out)
+
+
+def run_test(args: argparse.Namespace, out: Path) -> int:
+    """Every candidate trained alone again (reference recipe and seed), scored on validation and test images."""
+    import torch
+
+    from nas.data.test_split import load_test
+
+    torch.set_num_threads(1)
+    cfg, gs, seeds = _setup(args, out)
+    x, y = load_test(cfg.data, gs[0].resolution)
+    test = (x[:args.test_images], y[:args.test_images])
+    _evaluate("standalone-test", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "test.jsonl",
+              claims=out / "claims", test=test, claim_prefix="test")
     return report(args, out)
 
 
@@ -254,13 +302,14 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
 
     if cfg is None:
         cfg, gs, _ = _setup(args, out)
-    rows = {**_done(out / "main.jsonl"), **_done(out / "standalone.jsonl"), **_done(out / "retest.jsonl")}
+    rows = {**_done(out / "main.jsonl"), **_done(out / "standalone.jsonl"), **_done(out / "retest.jsonl"),
+            **_done(out / "test.jsonl")}
     for f in sorted(out.glob("variant-*.jsonl")):
         rows.update(_done(f))
     keys = [g.to_string() for g in gs]
 
-    def acc(kind: str) -> list[float | None]:
-        return [rows[(kind, k)]["accuracy"] if (kind, k) in rows and rows[(kind, k)]["status"] == "ok" else None
+    def acc(kind: str, field: str = "accuracy") -> list[float | None]:
+        return [rows[(kind, k)].get(field) if (kind, k) in rows and rows[(kind, k)]["status"] == "ok" else None
                 for k in keys]
 
     def corr(a: list, b: list) -> dict:
@@ -297,6 +346,16 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
             if per_std:
                 e["speedup_vs_standard"] = e["candidates_per_hour"] / (3600 / per_std)
         estimators.append(e)
+    tested = acc("standalone-test", "test_accuracy")
+    test_ref = None
+    if any(t is not None for t in tested):
+        rerun = acc("standalone-test")
+        same = [100 * abs(b - a) for a, b in zip(sa, rerun) if a is not None and b is not None]
+        test_ref = {"images": max(rows[("standalone-test", k)].get("test_images", 0) for k in keys
+                                  if ("standalone-test", k) in rows),
+                    "validation_vs_test": corr(sa, tested), "proxy": corr(px, tested), "macs": corr(macs, tested),
+                    "supernets": {e["kind"]: corr(acc(e["kind"]), tested) for e in estimators},
+                    "rerun_max_validation_difference_points": max(same) if same else None}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs (load average {os.getloadavg()[1]:.1f} over the last 5 minutes), "
@@ -310,8 +369,9 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "proxy_vs_standalone": corr(px, sa), "macs_vs_standalone": corr(macs, sa), "amortized_over": SEARCH_SIZE,
         "standard_per_candidate_s": per_std, "proxy_per_candidate_s": per_px,
         "standard_candidates_per_hour": 3600 / per_std if per_std else None,
-        "supernets": estimators,
-        "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "proxy": px[i],
+        "supernets": estimators, "test_reference": test_ref,
+        "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "standalone_test": tested[i],
+                  "proxy": px[i],
                   **{e["kind"]: acc(e["kind"])[i] for e in estimators}} for i, k in enumerate(keys)],
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -329,11 +389,12 @@ def format_table(r: dict) -> str:
     kinds = [e["kind"] for e in r["supernets"]]
     lines = [f"supernet study ({r['candidates']} random members of {r['space']}, {r['train_images']} training "
              f"and {r['val_images']} validation images of CIFAR-10, {r['date']})",
-             f"{'#':>3} {'MMACs':>6} {'alone':>8} {'proxy':>8} " + " ".join(f"{k[:14]:>14}" for k in kinds)
-             + "  genotype"]
+             f"{'#':>3} {'MMACs':>6} {'alone':>8} {'test':>8} {'proxy':>8} "
+             + " ".join(f"{k[:14]:>14}" for k in kinds) + "  genotype"]
     for i, row in enumerate(r["rows"], 1):
         mm = f"{row['macs'] / 1e6:.1f}" if "macs" in row else "-"
-        lines.append(f"{i:>3} {mm:>6} {f(row['standalone'], True):>8} {f(row['proxy'], True):>8} "
+        lines.append(f"{i:>3} {mm:>6} {f(row['standalone'], True):>8} {f(row.get('standalone_test'), True):>8} "
+                     f"{f(row['proxy'], True):>8} "
                      + " ".join(f"{f(row[k], True):>14}" for k in kinds) + f"  {row['genotype']}")
     lines.append("")
     lines.append(f"{'estimator (vs stand-alone, ' + format(r['standalone_epochs'], 'g') + ' epochs)':<48}"
@@ -364,6 +425,19 @@ def format_table(r: dict) -> str:
         lines.append(f"stand-alone test-retest (another training seed, {t['n']} candidates): mean |difference| "
                      f"{t['mean_abs_difference_points']:.2f} points, one training's seed noise about "
                      f"{t['seed_sd_points']:.2f} points (sd)")
+    t = r.get("test_reference")
+    if t:
+        lines.append("")
+        lines.append(f"against the same stand-alone trainings scored on {t['images']} CIFAR-10 test images "
+                     f"(estimators still scored on the validation split):")
+        named = [("stand-alone accuracy on the validation split", t["validation_vs_test"]),
+                 ("short proxy", t["proxy"]), ("multiply-adds alone", t["macs"]),
+                 *((k, c) for k, c in t["supernets"].items())]
+        for name, c in named:
+            lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}")
+        if t.get("rerun_max_validation_difference_points") is not None:
+            lines.append(f"(the re-run trainings' validation accuracies differ from the first ones by at most "
+                         f"{t['rerun_max_validation_difference_points']:.2f} points)")
     for e in r["supernets"]:
         if "speedup_vs_standard" in e:
             lines.append(f"{e['kind']}: {e['training_s']:.0f} s of supernet training / {r['amortized_over']} "
@@ -430,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
                          "the candidates' trainings keep the config's")
     ap.add_argument("--retest", type=int, default=0, metavar="N",
                     help="train the first N candidates alone again with another seed (the reference's own noise)")
+    ap.add_argument("--test-images", type=int, default=0, metavar="N",
+                    help="train every candidate alone again and score it on N CIFAR-10 test images too (a reference "
+                         "without the validation split's sampling noise); start it twice to use two cores")
     ap.add_argument("--part", choices=["main", "standalone"], default="main", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.data.is_file():
@@ -444,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_variant(args, out)
     if args.retest:
         return run_retest(args, out)
+    if args.test_images:
+        return run_test(args, out)
     if args.part == "standalone":
         run_standalone(args, out)
         return 0

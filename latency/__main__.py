@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .kinds import KINDS
+from .table import ENTRY_STATISTICS
 
 if TYPE_CHECKING:  # the commands import lazily, so that --help is instant
     from .table import LatencyTable
@@ -99,7 +100,7 @@ def cmd_build(a: argparse.Namespace) -> int:
     table = build_table(space, a.out, resolution=a.resolution, settings=_settings(a), num_classes=num_classes,
                         in_channels=in_channels, calibration_networks=a.calibration_networks, progress=not a.quiet,
                         overwrite=a.overwrite, log=print, calibration_kinds=a.calibration_kinds,
-                        recalibrate=a.recalibrate)
+                        recalibrate=a.recalibrate, entry_statistic=a.entry_statistic)
     dt = time.perf_counter() - t0
     print(f"{a.out}: {len(table)} entries for {space.source} at {table.resolution} "
           f"({in_channels} input channel(s), {num_classes} classes; "
@@ -311,6 +312,10 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--calibration-kinds", choices=KINDS, default="one",
                    help="one scale (default), or also a factor per kind of block fitted on the same networks "
                         "(e.g. kernel-se); changing it on a built table refits without timing anything")
+    b.add_argument("--entry-statistic", choices=ENTRY_STATISTICS, default=None,
+                   help="what entries are read at (default: the table's, else --statistic); cold_p10 reads "
+                        "each block's runs with its weights evicted, as inside a network; changing it on a "
+                        "built table refits the calibration without timing anything")
     b.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_timing_args(b)

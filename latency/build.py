@@ -132,12 +132,14 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
                 settings: Settings | None = None, num_classes: int = 1000, in_channels: int = 3,
                 calibration_networks: int = 10, batch: int = PROBE_BATCH, progress: bool = True, overwrite: bool = False,
                 log: Callable[[str], None] | None = None, calibration_kinds: str = "one",
-                recalibrate: bool = False) -> LatencyTable:
+                recalibrate: bool = False, entry_statistic: str | None = None) -> LatencyTable:
     """Measure every entry of the space that `out` lacks, saving atomically after each batch.
 
     An existing `out` measured the same way is resumed: its entries are kept and skipped.
     `recalibrate` times the calibration networks again even when the table has them (the
-    previous calibration is kept in `calibration_history`). Returns the finished table (also
+    previous calibration is kept in `calibration_history`). `entry_statistic` sets what entries
+    are read at (`cold_p10`: each probe's runs with its weights evicted; None keeps the table's);
+    changing it refits the calibration from its stored networks. Returns the finished table (also
     written to `out` when given).
     """
     from tqdm import tqdm
@@ -176,6 +178,9 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
                     table.save(out_p)
                 bar.update(len(chunk))
     entries_s = time.perf_counter() - t0
+    reread = entry_statistic is not None and entry_statistic != table.entry_statistic
+    if entry_statistic is not None:
+        table.meta.setdefault("measurement", {})["entry_statistic"] = entry_statistic
     calibrated = bool(calibration_networks and (recalibrate or _needs_calibration(table, calibration_networks)))
     if calibrated and table.meta.get("calibration"):
         # A shared host's speed moves by 5-15% over an hour (docs/latency.md): a table built in one
@@ -185,8 +190,9 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
         table.meta["calibration_history"] = [*table.meta.get("calibration_history", []), old]
     if calibrated:
         calibrate(table, space, calibration_networks, settings, progress=progress, kinds=calibration_kinds)
-    elif calibration_networks and (table.meta.get("calibration") or {}).get("kinds", "one") != calibration_kinds:
-        set_calibration(table, table.meta["calibration"]["networks"], calibration_kinds)  # refit, nothing to time
+    elif ((reread and (table.meta.get("calibration") or {}).get("networks"))
+          or (calibration_networks and (table.meta.get("calibration") or {}).get("kinds", "one") != calibration_kinds)):
+        refit_calibration(table, calibration_kinds)  # nothing to time
         calibrated = True
     if n_todo or calibrated:
         table.meta["build"] = {"probe_runs": n_todo, "entries_seconds": round(entries_s, 1),
@@ -354,6 +360,13 @@ def calibrate(table: LatencyTable, space: SearchSpace, n: int, settings: Setting
         measured = drift_corrected(v, ref, table.baseline_ms)
         nets.append({"genotype": g.to_string(), "measured_ms": round(measured, 6),
                      "raw_measured_ms": round(v, 6), "ref_ms": round(ref, 6), "sum_ms": round(raw, 6)})
+    return set_calibration(table, nets, kinds)
+
+
+def refit_calibration(table: LatencyTable, kinds: str = "one") -> float:
+    """Fit the calibration again from the table's stored networks, their block sums read anew."""
+    nets = [dict(n, sum_ms=round(table.sum_keys(table.keys_for(parse_genotype(n["genotype"])), calibrated=False), 6))
+            for n in table.meta["calibration"]["networks"]]
     return set_calibration(table, nets, kinds)
 
 

@@ -36,20 +36,25 @@ class Timing:
     min_ms: float
     count: int
     p10_ms: float = float("nan")
+    cold_p10_ms: float = float("nan")
 
     def stat(self, name: str) -> float:
         """One statistic by name: `median`, `p10` or `min`."""
         return float(getattr(self, f"{name}_ms"))
 
     def to_dict(self) -> dict[str, Any]:
-        """The table-entry fields."""
-        return {"median_ms": round(self.median_ms, 6), "p10_ms": round(self.p10_ms, 6),
-                "min_ms": round(self.min_ms, 6), "iqr_ms": round(self.iqr_ms, 6), "std_ms": round(self.std_ms, 6),
-                "count": self.count}
+        """The table-entry fields (`cold_p10_ms` when the first runs of the visits were timed)."""
+        d = {"median_ms": round(self.median_ms, 6), "p10_ms": round(self.p10_ms, 6),
+             "min_ms": round(self.min_ms, 6), "iqr_ms": round(self.iqr_ms, 6), "std_ms": round(self.std_ms, 6),
+             "count": self.count}
+        if np.isfinite(self.cold_p10_ms):
+            d["cold_p10_ms"] = round(self.cold_p10_ms, 6)
+        return d
 
     @classmethod
-    def from_samples(cls, samples_ms: Sequence[float]) -> Timing:
-        """Median, inter-quartile range, std, min, 10th percentile and count of samples."""
+    def from_samples(cls, samples_ms: Sequence[float], cold_ms: Sequence[float] = ()) -> Timing:
+        """Median, inter-quartile range, std, min, 10th percentile and count of samples; the 10th
+        percentile of `cold_ms` (runs whose weights other models had evicted) when given."""
         a = np.asarray(samples_ms, dtype=np.float64)
         # Nothing an interpreter runs takes under a nanosecond (the tables' resolution): such a reading
         # is a clock glitch, and kept it would round to a 0 ms minimum that no table accepts.
@@ -58,7 +63,10 @@ class Timing:
             raise RuntimeError(f"every one of {a.size} timed runs read under 1 ns: the clock is not usable")
         a = real
         p10, q1, med, q3 = np.percentile(a, [10, 25, 50, 75])
-        return cls(float(med), float(q3 - q1), float(a.std()), float(a.min()), int(a.size), float(p10))
+        c = np.asarray(cold_ms, dtype=np.float64)
+        c = c[c >= MIN_SAMPLE_MS]
+        cold = float(np.percentile(c, 10)) if c.size else float("nan")
+        return cls(float(med), float(q3 - q1), float(a.std()), float(a.min()), int(a.size), float(p10), cold)
 
 
 @dataclass(frozen=True)
@@ -145,6 +153,7 @@ def time_models(models: Sequence[bytes], settings: Settings | None = None) -> li
     settings = settings or Settings()
     runners = [Runner(m, settings.threads, seed=i) for i, m in enumerate(models)]
     samples: list[list[float]] = [[] for _ in runners]
+    cold: list[list[float]] = [[] for _ in runners]
     per_round = [settings.runs // settings.rounds + (1 if r < settings.runs % settings.rounds else 0)
                  for r in range(settings.rounds)]
     gc_was_enabled = gc.isenabled()
@@ -168,11 +177,14 @@ def time_models(models: Sequence[bytes], settings: Settings | None = None) -> li
                 n = per_visit
             else:
                 break
-            for r, out in zip(runners, samples):
+            for r, out, first in zip(runners, samples, cold):
                 invoke = r.invoke
-                # One untimed run per visit: the previous model evicted this one's weights
-                # from the cache, and a network run does not pay that for each block twice.
+                # The first run of a visit finds this model's weights evicted by the models before
+                # it, as a block inside a network does: timed apart (`cold_p10_ms`), so that the
+                # runs that statistics come from all repeat one another's cache state.
+                t0 = clock()
                 invoke()
+                first.append((clock() - t0) / 1e6)
                 for _ in range(n):
                     t0 = clock()
                     invoke()
@@ -182,7 +194,7 @@ def time_models(models: Sequence[bytes], settings: Settings | None = None) -> li
             _set_affinity(restore)
         if gc_was_enabled:
             gc.enable()
-    return [Timing.from_samples(s) for s in samples]
+    return [Timing.from_samples(s, c) for s, c in zip(samples, cold)]
 
 
 def _set_affinity(cpus: set[int]) -> None:

@@ -13,8 +13,9 @@ when it predicted the calibration networks left out of its fit better)::
     overhead_fit + sum over stem, blocks, head of factor[kind(entry)] * (entry - invoke)
 
 with kinds from `latency.kinds` and the factors fitted by `latency.calibrate`.
-An entry's time is its `measurement.statistic` (default median), drift-corrected when the
-table has a baseline (see `latency.drift`).
+An entry's time is its `measurement.entry_statistic` when the table names one (`cold_p10`: the
+probe's runs with its weights evicted, as inside a network), else its `measurement.statistic`
+(default median), drift-corrected when the table has a baseline (see `latency.drift`).
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ SPREAD_FIELDS = ("iqr_ms", "std_ms")  # spreads of the runs: zero is a real valu
 # Calibration ratios and drift factors are a few percent to tens of percent from 1.
 MIN_FACTOR, MAX_FACTOR = 1e-3, 1e3
 STATISTICS = ("p10", "median", "min", "mean")
+# What an entry may be read at besides `statistic`: the 10th percentile of each visit's first run,
+# which other models' runs had evicted from the cache (latency.measure).
+ENTRY_STATISTICS = (*STATISTICS, "cold_p10")
 MAX_COUNT = 10**9
 MAX_WINDOW_S = 3600.0  # the longest measuring window a table may record (seconds)
 OVERHEAD_LIMIT = 10.0  # an empty model's time above this many typical probes is not noise
@@ -88,6 +92,11 @@ class LatencyTable:
         return str((self.meta.get("measurement") or {}).get("statistic") or "median")
 
     @property
+    def entry_statistic(self) -> str:
+        """Which stored statistic entries are read at: `measurement.entry_statistic`, else `statistic`."""
+        return str((self.meta.get("measurement") or {}).get("entry_statistic") or self.statistic)
+
+    @property
     def overhead_ms(self) -> float:
         """Per-invoke overhead: the `invoke` entry capped at the fastest entry, 0 when the table has none.
 
@@ -97,7 +106,7 @@ class LatencyTable:
         """
         if INVOKE_KEY not in self.entries:
             return 0.0
-        stamp = (len(self.entries), self.statistic, self.baseline_ms, id(self.entries))
+        stamp = (len(self.entries), self.entry_statistic, self.baseline_ms, id(self.entries))
         if self._overhead is None or self._overhead[0] != stamp:
             value = self.value
             self._overhead = (stamp, min(value(k) for k in self.entries))
@@ -157,13 +166,16 @@ class LatencyTable:
             raise LatencyTableError(f"latency table has no entry for {key!r}") from None
 
     def value(self, key: str) -> float:
-        """The time predictions use for an entry (ms): its `statistic`, drift-corrected (see `latency.drift`)."""
+        """The time predictions use for an entry (ms): its `entry_statistic`, drift-corrected (see `latency.drift`)."""
         e = self.entries.get(key)
         if e is None:
             raise LatencyTableError(f"latency table{self._where()} has no entry for block {key!r}; "
                                     "rebuild or resume the table for this space, or ask for measure_missing")
-        return drift_corrected(float(e.get(f"{self.statistic}_ms", e["median_ms"])), e.get("ref_ms"),
-                               self.baseline_ms)
+        stat = self.entry_statistic
+        if stat == "cold_p10" and "cold_p10_ms" not in e:
+            raise LatencyTableError(f"latency table{self._where()} reads entries cold but {key!r} has no "
+                                    "'cold_p10_ms' (measured before it existed): rebuild the table")
+        return drift_corrected(float(e.get(f"{stat}_ms", e["median_ms"])), e.get("ref_ms"), self.baseline_ms)
 
     # ---- prediction ------------------------------------------------------------------------
     def keys_for(self, g: Genotype, resolution: int | None = None, num_classes: int | None = None) -> list[str]:
@@ -372,6 +384,10 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
     m = _section(meta, "measurement", source)
     if m.get("statistic") is not None and m["statistic"] not in STATISTICS:
         raise _bad(source, "'measurement.statistic'", m["statistic"], f"one of {list(STATISTICS)}")
+    if m.get("entry_statistic") is not None:
+        if m["entry_statistic"] not in ENTRY_STATISTICS:
+            raise _bad(source, "'measurement.entry_statistic'", m["entry_statistic"],
+                       f"one of {list(ENTRY_STATISTICS)}")
     for f in ("threads", "runs", "rounds", "passes", "warmup"):
         if m.get(f) is not None:
             _check_range(source, f"'measurement.{f}'", m[f], 0 if f == "warmup" else 1, MAX_COUNT, integer=True)

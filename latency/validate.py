@@ -240,7 +240,7 @@ class ValidationReport:
 
 def table_noise(table: LatencyTable) -> dict[str, float] | None:
     """Test-retest of the table's own entries (first two passes, as measured); None without passes."""
-    stat, spreads, refs = table.statistic, [], []
+    stat, spreads, refs = table.entry_statistic, [], []
     for e in table.entries.values():
         ps = e.get("passes") or []
         refs += [float(p["ref_ms"]) for p in ps if p.get("ref_ms")]

@@ -147,6 +147,14 @@ class Evaluator:
         except Exception as e:  # noqa: BLE001 - one bad candidate must not end the search
             return failure(e, str(dev), seed)
 
+    def built(self, g: Genotype, seed: int, splits: Splits) -> torch.nn.Module:
+        """The candidate as the standard evaluator trains it: initialised from `seed`, on the device."""
+        cfg = self.train_cfg
+        torch.manual_seed(seed)  # weights, dropout and drop-connect masks
+        model = build_model(g, num_classes=splits.num_classes, in_channels=splits.in_channels, dropout=cfg.dropout,
+                            drop_connect=cfg.drop_connect, bn_momentum=cfg.bn_momentum).to(self.device)
+        return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+
     def _evaluate_standard(self, genotype: Genotype | str, seed: int) -> EvalResult:
         """The plain eager trainer (nas.train) on the configured device."""
         g = parse(genotype) if isinstance(genotype, str) else genotype
@@ -156,12 +164,7 @@ class Evaluator:
         model = out = None
         try:
             splits = self.prepare(g.resolution)
-            torch.manual_seed(seed)  # weights, dropout and drop-connect masks
-            model = build_model(g, num_classes=splits.num_classes, in_channels=splits.in_channels,
-                                dropout=cfg.dropout, drop_connect=cfg.drop_connect,
-                                bn_momentum=cfg.bn_momentum).to(dev)
-            if cfg.channels_last:
-                model = model.to(memory_format=torch.channels_last)
+            model = self.built(g, seed, splits)
             out = train_model(model, splits, cfg, seed, dev)
             t0 = time.perf_counter()
             acc = accuracy(model, splits.x_val, splits.y_val, splits, cfg, dev)

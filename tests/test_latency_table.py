@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from latency.keys import (
     parse_key,
     space_specs,
 )
+from search_space.genotype import parse
 from search_space.space import load_space
 
 
@@ -262,6 +264,55 @@ def test_two_passes_keep_the_calmer_one() -> None:
     slow_batch = {"median_ms": 1.0, "p10_ms": 1.0, "count": 9, "ref_ms": 20.0}
     assert merge_pass(merge_pass(None, calm, "p10", True), slow_batch, "p10", True)["p10_ms"] == 1.0
     assert merge_pass(merge_pass(None, calm, "p10"), slow_batch, "p10")["p10_ms"] == 0.95
+
+
+def test_cold_reading_keeps_each_passes_calmest_and_refuses_tables_without_it() -> None:
+    from latency.drift import merge_pass
+
+    a = {"median_ms": 1.2, "p10_ms": 1.0, "cold_p10_ms": 1.5, "count": 9, "ref_ms": 10.0}
+    b = {"median_ms": 1.3, "p10_ms": 1.1, "cold_p10_ms": 1.3, "count": 9, "ref_ms": 10.0}
+    e = merge_pass(merge_pass(None, a, "p10"), b, "p10")
+    # the warm reading keeps pass a, the cold one its own calmest pass (b): contention only slows
+    assert e["p10_ms"] == 1.0 and e["cold_p10_ms"] == 1.3 and [p["cold_p10_ms"] for p in e["passes"]] == [1.5, 1.3]
+    # a pass measured before cold runs were timed leaves the entry without a cold value, never a mixed one
+    assert "cold_p10_ms" not in merge_pass(e, {"median_ms": 1.0, "p10_ms": 0.9, "count": 9}, "p10")
+    t = LatencyTable(meta={"measurement": {"statistic": "p10", "entry_statistic": "cold_p10"}})
+    t.set("invoke", e)
+    assert t.entry_statistic == "cold_p10" and t.statistic == "p10" and t.value("invoke") == 1.3
+    t.set("old", {"median_ms": 1.0, "p10_ms": 0.9, "count": 9})
+    with pytest.raises(LatencyTableError, match="'old' has no 'cold_p10_ms'.*rebuild"):
+        t.value("old")
+    with pytest.raises(LatencyTableError, match="entry_statistic.*warmish.*cold_p10"):
+        LatencyTable.from_dict({**t.to_dict(), "measurement": {"entry_statistic": "warmish"}})
+
+
+def test_build_reads_entries_cold_and_refits_without_timing(tmp_path: Path, tiny_space: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ai_edge_litert")
+    import latency.build as build
+    from latency.measure import Settings
+
+    out = tmp_path / "lut.json"
+    warm = build.build_table(tiny_space, out, settings=Settings(**FAST), calibration_networks=2, progress=False)
+    assert warm.entry_statistic == "p10" and all(e["cold_p10_ms"] > 0 for e in warm.entries.values())
+    g = load_space(tiny_space).sample(1)
+
+    def no_timing(*a, **k):
+        raise AssertionError("a reading change must not time anything")
+
+    monkeypatch.setattr(build, "measure_specs", no_timing)
+    monkeypatch.setattr(build, "measure_networks", no_timing)
+    cold = build.build_table(tiny_space, out, settings=Settings(**FAST), calibration_networks=2, progress=False,
+                             entry_statistic="cold_p10")
+    assert LatencyTable.load(out).entry_statistic == "cold_p10"
+    cal = cold.meta["calibration"]
+    for n in cal["networks"]:  # block sums read cold, the networks' own measurements unchanged
+        assert n["sum_ms"] == pytest.approx(cold.sum_keys(cold.keys_for(parse(n["genotype"])), calibrated=False),
+                                            abs=1e-6)
+    assert cal["scale"] == pytest.approx(statistics.median(n["measured_ms"] / n["sum_ms"] for n in cal["networks"]),
+                                         rel=1e-5)
+    assert cold.predict(g, calibrated=False) == pytest.approx(
+        sum(cold.entries[k]["cold_p10_ms"] - cold.overhead_ms for k in cold.keys_for(g)) + cold.overhead_ms)
 
 
 def test_a_window_spreads_each_models_runs_over_seconds() -> None:

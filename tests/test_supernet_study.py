@@ -59,7 +59,20 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
         f.write(json.dumps({"kind": "standalone-retest", "genotype": gs[0].to_string(), "accuracy": 0.52,
                             "status": "ok", "wall_s": 100.0, "train_time_s": 80.0, "epochs": 8.0}) + "\n")
     assert study.main(ns + ["--report"]) == 0
+    assert json.loads((out / "supernet_study.json").read_text())["test_reference"] is None
+    for i, g in enumerate(gs):  # re-run: the same validation accuracy; on test images the order of 3, 2, 0, 1
+        with open(out / "test.jsonl", "a") as f:
+            f.write(json.dumps({"kind": "standalone-test", "genotype": g.to_string(), "accuracy": 0.5 + 0.01 * i,
+                                "test_accuracy": [0.6, 0.55, 0.61, 0.62][i], "test_images": 10000, "status": "ok",
+                                "wall_s": 100.0, "train_time_s": 80.0, "epochs": 8.0}) + "\n")
+    assert study.main(ns + ["--report"]) == 0
     r = json.loads((out / "supernet_study.json").read_text())
+    t = r["test_reference"]
+    assert t["images"] == 10000 and t["rerun_max_validation_difference_points"] == pytest.approx(0.0)
+    # validation order 0 < 1 < 2 < 3 against test order 1 < 0 < 2 < 3: 5 of 6 pairs agree
+    assert t["validation_vs_test"]["kendall_tau"] == pytest.approx(4 / 6)
+    assert t["supernets"]["supernet"]["kendall_tau"] == pytest.approx(4 / 6)
+    assert t["proxy"]["kendall_tau"] == pytest.approx(-4 / 6) and r["rows"][3]["standalone_test"] == 0.62
     assert r["proxy_vs_standalone"]["kendall_tau"] == pytest.approx(-1.0)
     assert r["supernets"][0]["vs_standalone"]["kendall_tau"] == pytest.approx(1.0)
     assert r["standard_per_candidate_s"] == pytest.approx(20 + 80 * 5 / 8)
@@ -70,3 +83,22 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "standard 5-epoch proxy (timed from the stand-alone runs)" in printed
     assert "test-retest (another training seed, 1 candidates)" in printed
+    assert "scored on 10000 CIFAR-10 test images" in printed
+
+
+def test_train_and_test_scores_one_training_on_both_splits(study):
+    import random
+
+    from nas.config import DataConfig, TrainConfig
+    from nas.evaluate import Evaluator
+    from search_space import SearchSpace
+
+    ev = Evaluator(DataConfig(source="digits", subset=300, val_fraction=0.2),
+                   TrainConfig(epochs=1, batch_size=32, threads=1, device="cpu"))
+    g = SearchSpace.from_yaml(ROOT / "configs" / "space_digits.yaml").sample(random.Random(3))
+    splits = ev.prepare(g.resolution)
+    plain = ev.evaluate(g, 7)
+    r, extra = study._train_and_test(ev, g, 7, (splits.x_val[:10], splits.y_val[:10]))
+    # the same training as the standard evaluator's (same seed, same accuracy), scored on the extra images too
+    assert r.accuracy == plain.accuracy and r.steps == plain.steps and extra["test_images"] == 10
+    assert 0.0 <= extra["test_accuracy"] <= 1.0 and extra["test_eval_s"] >= 0.0
