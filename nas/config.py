@@ -51,7 +51,7 @@ class TrainConfig:
     epochs: float = option(5.0, lo=0.0, lo_open=True)
     steps: int | None = option(None, lo=1)          # when set, wins over epochs
     batch_size: int = option(64, lo=1)
-    eval_batch_size: int = option(1024, lo=1)
+    eval_batch_size: int | None = option(None, lo=1)  # null: 1024 on CUDA, 32 on the CPU (bench/eval_batch.py)
     optimizer: str = option("sgd", choices=("sgd", "rmsprop", "adamw"))
     lr: float = option(0.05, lo=0.0, lo_open=True)
     momentum: float = option(0.9, lo=0.0, hi=1.0, hi_open=True)

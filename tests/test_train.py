@@ -82,3 +82,14 @@ def test_schedules_and_augmentation():
     assert torch.equal(augment(x, gen, flip=False, crop_pad=0), x)
     logical = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert 1 <= physical_cores() <= logical
+
+
+def test_evaluation_batch_follows_the_device_unless_set():
+    import torch
+
+    from nas.config import TrainConfig
+    from nas.train import eval_batch_size
+
+    assert eval_batch_size(TrainConfig(), torch.device("cpu")) == 32
+    assert eval_batch_size(TrainConfig(), torch.device("cuda")) == 1024
+    assert eval_batch_size(TrainConfig(eval_batch_size=100), torch.device("cpu")) == 100

@@ -334,6 +334,17 @@ def train_model(model: nn.Module, splits: Splits, cfg: TrainConfig, seed: int,
     return Trainer(model, splits, cfg, seed, device).run()
 
 
+# On a CPU a batch of 1,024 CIFAR images spills every activation out of the cache; small batches
+# evaluate about twice as fast (bench/eval_batch.py). A GPU wants large batches.
+CPU_EVAL_BATCH = 32
+CUDA_EVAL_BATCH = 1024
+
+
+def eval_batch_size(cfg: TrainConfig, device: torch.device) -> int:
+    """`train.eval_batch_size`, or when null the device's default (1,024 on CUDA, 32 on the CPU)."""
+    return cfg.eval_batch_size or (CUDA_EVAL_BATCH if device.type == "cuda" else CPU_EVAL_BATCH)
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits, cfg: TrainConfig,
              device: torch.device) -> float:
@@ -343,9 +354,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits,
     amp = cfg.amp and device.type == "cuda"
     correct = torch.zeros((), dtype=torch.long, device=device)
     finite = torch.ones((), dtype=torch.bool, device=device)
-    for i in range(0, len(y), cfg.eval_batch_size):
-        xb = norm(x[i:i + cfg.eval_batch_size].to(device, non_blocking=True))
-        yb = y[i:i + cfg.eval_batch_size].to(device, non_blocking=True)
+    bs = eval_batch_size(cfg, device)
+    for i in range(0, len(y), bs):
+        xb = norm(x[i:i + bs].to(device, non_blocking=True))
+        yb = y[i:i + bs].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out = model(xb)
         finite &= torch.isfinite(out).all()
@@ -357,5 +369,5 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, splits: Splits,
 
 __all__ = ["Diverged", "TrainOutcome", "physical_cores", "select_device", "configure_backend", "make_optimizer",
            "lr_factor", "augment", "step_count", "normalizer_coefficients", "Normalizer", "cutout", "WeightEMA",
-           "Trainer", "train_model", "accuracy"]
+           "Trainer", "train_model", "accuracy", "eval_batch_size"]
 
