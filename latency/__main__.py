@@ -153,7 +153,8 @@ def cmd_validate(a: argparse.Namespace) -> int:
     rep = validate(table, samples=a.samples, space=space, settings=settings, seed=a.seed, progress=not a.quiet,
                    max_spread=_percent(a.max_spread, "max-spread"), retries=a.retries,
                    max_refused=_percent(a.max_refused, "max-refused"), max_drift=_percent(a.max_drift, "max-drift"),
-                   reading=a.reading, slow_batch=None if a.slow_batch == -1 else _percent(a.slow_batch, "slow-batch"))
+                   reading=a.reading, slow_batch=None if a.slow_batch == -1 else _percent(a.slow_batch, "slow-batch"),
+                   anchor=a.anchor)
     for line in rep.lines():
         print(line)
     print(f"({time.perf_counter() - t0:.1f} s; {table.device.get('cpu')}, {table.resolution}x{table.resolution})")
@@ -326,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--samples", type=int, default=100)
     v.add_argument("--space", default=None, help="space to sample (default: the one recorded in the table)")
     v.add_argument("--seed", type=int, default=2024)
+    v.add_argument("--anchor", action="store_true",
+                   help="time the table's calibration networks in the same passes and predict with the calibration "
+                        "refitted on them (the host's speed moves within an hour); the table file is left as it is")
     v.add_argument("--json", default=None, help="write per-network rows and statistics here")
     v.add_argument("--quiet", action="store_true")
     v.add_argument("--max-spread", type=float, default=5.0, metavar="PCT",

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from search_space.genotype import parse as parse_genotype
 from search_space.space import SearchSpace
 
 from .build import NETWORK_BATCH, SLOW_BATCH, calibration_genotypes, measure_retest, settle, slow_limit, spread
@@ -137,6 +138,7 @@ class ValidationReport:
     statistic: str = "median"
     thresholds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    anchor: dict[str, Any] | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -234,7 +236,7 @@ class ValidationReport:
                 "noise": self.noise.to_dict() if self.noise else None, "table_noise": self.table_noise,
                 "calibrated": stats(self.calibrated), "raw": stats(self.raw), "corrected": stats(self.corrected),
                 "uncorrected": stats(self.uncorrected), "run_corrected": stats(self.run_corrected),
-                "including_refused": stats(self.including_refused),
+                "including_refused": stats(self.including_refused), "anchor": self.anchor,
                 "rows": self.rows}
 
 
@@ -277,6 +279,30 @@ def median_shift(first: Sequence[float], second: Sequence[float]) -> float:
     return math.exp(abs(statistics.median(logs))) - 1 if logs else 0.0
 
 
+def anchored_table(table: LatencyTable, genotypes: Sequence[Any], values: Sequence[Sequence[float]],
+                   max_spread: float) -> LatencyTable:
+    """A copy of `table` (entries shared) whose calibration is refitted, with the table's kinds, on the
+    calibration networks whose passes (`values`, ms) settle within `max_spread`."""
+    import copy
+
+    from .build import set_calibration
+    from .keys import genotype_keys
+
+    nets = []
+    for g, vs in zip(genotypes, values):
+        v, _, ok = settle(list(vs), max_spread)
+        if ok:
+            keys = genotype_keys(g, table.resolution, table.num_classes, table.in_channels)
+            nets.append({"genotype": g.to_string(), "measured_ms": round(v, 6), "raw_measured_ms": round(v, 6),
+                         "sum_ms": round(table.sum_keys(keys, calibrated=False), 6)})
+    if len(nets) < max(2, len(genotypes) // 2):
+        raise LatencyTableError(f"only {len(nets)} of {len(genotypes)} calibration networks settled within "
+                                f"{100 * max_spread:g}%: too noisy to anchor the calibration; validate in a calmer period")
+    out = LatencyTable(entries=table.entries, meta=copy.deepcopy(table.meta), path=table.path)
+    set_calibration(out, nets, (table.meta.get("calibration") or {}).get("kinds", "one"))
+    return out
+
+
 def check_reading(table: LatencyTable, reading: str) -> str:
     """`reading` if this table can give it (`run` needs the calibration's reference time, `batch` a baseline)."""
     if reading not in READINGS:
@@ -294,10 +320,14 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
              settings: Settings | None = None, seed: int = 2024, progress: bool = True,
              max_spread: float = MAX_SPREAD, retries: int = RETRIES, max_refused: float = MAX_REFUSED,
              max_drift: float = MAX_DRIFT, reading: str = "measured",
-             slow_batch: float | None = SLOW_BATCH) -> ValidationReport:
+             slow_batch: float | None = SLOW_BATCH, anchor: bool = False) -> ValidationReport:
     """Measure `samples` random members of the space end to end (test-retest) and compare with the table.
 
     `reading` picks the headline reading of the measurements (all are reported; module docstring).
+    `anchor` times the table's calibration networks in the same passes, shuffled among the sampled
+    ones, and predicts with the calibration refitted on them (the table file is left as it is): the
+    host's speed moves by several percent within an hour, and a calibration timed minutes before
+    the validation already misses by that much on the smallest networks.
     """
     mode = check_reading(table, reading)
     space = space or table_space(table)
@@ -323,6 +353,12 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
     res = table.resolution
     preds = [table.predict(g, res) for g in gs]  # fails early, before any timing, on a missing entry
     raws = [table.predict(g, res, calibrated=False) for g in gs]
+    # the very networks the table's calibration was fitted on
+    cal_gs = [parse_genotype(n["genotype"]) for n in (table.meta.get("calibration") or {}).get("networks", [])
+              ] if anchor else []
+    if anchor and not cal_gs:
+        raise LatencyTableError(f"{table.path}: --anchor needs the table's calibration networks, and it has none "
+                                "(build it with --calibration-networks N)")
 
     stat, base = table.statistic, table.baseline_ms or 1.0
 
@@ -331,10 +367,11 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
 
     # Whether passes agree does not depend on a factor common to the whole run, so only the
     # per-batch reading re-measures differently.
-    passes = measure_retest(gs, res, table.num_classes, settings,
+    passes = measure_retest(gs + cal_gs, res, table.num_classes, settings,
                             batch_read if mode == "batch" else (lambda t, ref: t.stat(stat)),
                             max_spread, retries, batch=NETWORK_BATCH, progress=progress, desc="validate",
                             in_channels=table.in_channels, slow_batch=slow_batch)
+    passes, cal_passes = passes[:len(gs)], passes[len(gs):]
     n_passes = max(2, settings.passes)  # test-retest needs two
     refs = [ref for ps in passes for _, ref in ps]
     pass_refs = [statistics.median(ps[k][1] for ps in passes) for k in range(n_passes)]
@@ -352,7 +389,19 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
     rep = ValidationReport(scale=table.scale, statistic=stat, notes=notes, reading=mode,
                            thresholds={"max_spread": max_spread, "retries": retries, "max_refused": max_refused,
                                        "max_drift": max_drift, "slow_batch": slow_batch})
-    limit = slow_limit(passes, slow_batch)
+    limit = slow_limit(passes + cal_passes, slow_batch)
+    if anchor:
+        anchored = anchored_table(table, cal_gs, [[reading_of(t, ref, mode) for t, ref in ps if ref <= limit]
+                                                  for ps in cal_passes], max_spread)
+        preds = [anchored.predict(g, res) for g in gs]
+        cal = anchored.meta["calibration"]
+        rep.scale = anchored.scale
+        rep.anchor = {"networks": len(cal["networks"]), "timed": len(cal_gs), "scale": anchored.scale,
+                      "table_scale": table.scale, "per_kind": bool(cal.get("by_kind"))}
+        rep.notes.append(f"calibration anchored in this run: {len(cal['networks'])} of the table's {len(cal_gs)} "
+                         f"calibration networks timed in the same passes (the rest refused as noise), scale "
+                         f"{anchored.scale:.4f} (the table's {table.scale:.4f})"
+                         + (", per-kind factors refitted" if cal.get("by_kind") else ""))
     rows = []
     for j, (g, p, r) in enumerate(zip(gs, preds, raws)):
         ps = passes[j]

@@ -273,3 +273,31 @@ def test_passes_in_a_slow_batch_are_set_aside_and_measured_again(table: LatencyT
     fake_measuring(monkeypatch, table, lambda j, k: (1.25, 1.3) if j < 3 else (1.0, 1.0))  # slow every time
     stuck = run(table)
     assert stuck.noise is not None and stuck.noise.refused == 3 and stuck.rows[0]["refused"]
+
+
+def test_anchor_refits_the_calibration_on_networks_timed_in_the_same_passes(table: LatencyTable,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    space = lv.table_space(table)
+    nets = [{"genotype": g.to_string(), "measured_ms": table.predict(g), "sum_ms": table.predict(g)}
+            for g in latency.build.calibration_genotypes(space, 4)]
+    latency.build.set_calibration(table, nets)
+    assert table.scale == pytest.approx(1.0)
+    # the host is 20% slower than when the table was calibrated, for every network alike
+    calls = fake_measuring(monkeypatch, table, lambda j, k: (1.2, 1.0))
+    stale = run(table)
+    assert stale.calibrated.within_10 == 0.0 and stale.anchor is None
+    calls.clear()
+    rep = run(table, anchor=True)
+    assert [len(c) for c in calls] == [14, 14]  # the 4 calibration networks in both passes, among the 10
+    assert rep.anchor["timed"] == 4
+    assert rep.anchor["scale"] == pytest.approx(1.2) and rep.anchor["networks"] == 4 and rep.scale == pytest.approx(1.2)
+    assert rep.calibrated.within_10 == 1.0 and len(rep.rows) == 10 and table.scale == pytest.approx(1.0)
+    assert any("anchored in this run" in line for line in rep.lines())
+    assert rep.to_dict()["anchor"]["table_scale"] == pytest.approx(1.0)
+    # calibration networks that never repeat cannot anchor anything
+    fake_measuring(monkeypatch, table, lambda j, k: (1.2 * (1 + 0.5 * (k % 2)) if j >= 10 else 1.2, 1.0))
+    with pytest.raises(lv.LatencyTableError, match="calibration networks settled"):
+        run(table, anchor=True, retries=0)
+    del table.meta["calibration"]
+    with pytest.raises(lv.LatencyTableError, match="has none"):
+        run(table, anchor=True)
