@@ -157,11 +157,12 @@ def test_the_test_split_is_apart_and_opened_by_stage_2_only():
     seen = {bytes(a.numpy().tobytes()) for a in torch.cat([s.x_train, s.x_val])}
     assert sum(bytes(a.numpy().tobytes()) in seen for a in x) < 5  # a few duplicates exist in the data itself
     assert len(load_splits(data, 8).y_train) + len(load_splits(data, 8).y_val) == 1797  # the search: unchanged
-    # Only nas/stage2.py (and the data package defining it) mentions the test loader.
+    # Only nas/stage2.py (and the data package defining it) mentions the test loader, and the supernet
+    # study's --test-images, which scores fixed random candidates' reference trainings and chooses nothing.
     call = re.compile(r"\bload_test\b\s*\(|import[^\n]*\bload_test\b")
     users = [p.relative_to(ROOT).as_posix() for d in ("nas", "search_space", "latency", "scaling", "bench", "tools")
              for p in (ROOT / d).glob("**/*.py") if call.search(p.read_text())]
-    assert sorted(users) == ["nas/data/test_split.py", "nas/stage2.py"]
+    assert sorted(users) == ["bench/supernet_study.py", "nas/data/test_split.py", "nas/stage2.py"]
 
 
 def test_cifar_npz_test_split(tmp_path):

@@ -12,7 +12,9 @@ Where each source keeps it:
   uses all 1,797 images, so on digits the test figure is clean for the trained weights but not
   for the choice of architecture.
 
-The search, the grid and the proxy never call anything here (a test checks it).
+The search, the grid and the proxy never call anything here (a test checks it); the one other reader
+is `bench/supernet_study.py --test-images`, which measures how well estimators rank fixed random
+candidates and selects nothing.
 """
 from __future__ import annotations
 
