@@ -124,8 +124,6 @@ def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Pat
 
 def _train_and_test(ev, g, seed: int, test: tuple) -> tuple:
     """(EvalResult on the validation split, {test_accuracy, test_images, test_eval_s}) of one stand-alone training."""
-    import torch
-
     from nas.results import EvalResult
     from nas.train import accuracy, train_model
 
@@ -136,8 +134,7 @@ def _train_and_test(ev, g, seed: int, test: tuple) -> tuple:
     acc = accuracy(model, splits.x_val, splits.y_val, splits, ev.train_cfg, ev.device)
     t1 = time.perf_counter()
     x, y = test
-    with torch.no_grad():
-        test_acc = accuracy(model, x, y, splits, ev.train_cfg, ev.device)
+    test_acc = accuracy(model, x, y, splits, ev.train_cfg, ev.device)
     r = EvalResult(accuracy=acc, train_time_s=out.train_time_s, steps=out.steps, epochs=out.epochs,
                    final_loss=out.final_loss, eval_time_s=t1 - t0, device=str(ev.device), seed=seed)
     return r, {"test_accuracy": test_acc, "test_images": len(y), "test_eval_s": time.perf_counter() - t1}

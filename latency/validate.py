@@ -285,21 +285,20 @@ def anchored_table(table: LatencyTable, genotypes: Sequence[Any], values: Sequen
     calibration networks whose passes (`values`, ms) settle within `max_spread`."""
     import copy
 
-    from .build import set_calibration
-    from .keys import genotype_keys
+    from .build import refit_calibration
 
     nets = []
     for g, vs in zip(genotypes, values):
         v, _, ok = settle(list(vs), max_spread)
         if ok:
-            keys = genotype_keys(g, table.resolution, table.num_classes, table.in_channels)
-            nets.append({"genotype": g.to_string(), "measured_ms": round(v, 6), "raw_measured_ms": round(v, 6),
-                         "sum_ms": round(table.sum_keys(keys, calibrated=False), 6)})
+            nets.append({"genotype": g.to_string(), "measured_ms": round(v, 6), "raw_measured_ms": round(v, 6)})
     if len(nets) < max(2, len(genotypes) // 2):
         raise LatencyTableError(f"only {len(nets)} of {len(genotypes)} calibration networks settled within "
                                 f"{100 * max_spread:g}%: too noisy to anchor the calibration; validate in a calmer period")
     out = LatencyTable(entries=table.entries, meta=copy.deepcopy(table.meta), path=table.path)
-    set_calibration(out, nets, (table.meta.get("calibration") or {}).get("kinds", "one"))
+    cal = out.meta.setdefault("calibration", {})
+    cal["networks"] = nets
+    refit_calibration(out, cal.get("kinds", "one"))  # block sums read from the table, as the build does
     return out
 
 
