@@ -1,8 +1,9 @@
 """How well host tables predict whole networks, for every shipped space (issue 13's figure).
 
-For each space and resolution: build the table (resumed when present; 30 calibration networks,
-per-kind calibration kept only when its leave-one-out error beats the one scale), validate it on
-100 other random members (test-retest, noise refused), and print one row: the share within
+For each space and resolution: build the table (resumed when present; 60 calibration networks,
+per-kind calibration with the weights term kept only when its leave-one-out error beats the one
+scale), validate it on 100 other random members (test-retest, noise refused), and print one
+row: the share within
 +-10% of the table as built, of the one scale alone and of the plain block sum (against the
 measurements as measured, `validate`'s default reading), with the noise figures next to them.
 Run it on a quiet machine: under load `validate` refuses much of what it measures and says the
@@ -10,11 +11,14 @@ figure is not trustworthy. A table built in an earlier period (the host's speed 
 hours) is re-anchored first with `--recalibrate`.
 
     python bench/latency_accuracy.py [--only digits@16 mnas@96 ...] [--samples 100] [--out runs/latency_accuracy]
-                                     [--recalibrate] [--entry-statistic cold_p10]
+                                     [--recalibrate] [--entry-statistic cold_p10] [--anchor]
+                                     [--kinds kernel-se+weights] [--compare-kinds one kernel-se ...]
 
 Each row also gives, from the same measurements, the share within +-10% when the entries are read
 at the other reading (warm `p10` or `cold_p10`, each block's runs with its weights evicted as
-inside a network), with one scale refitted on the same calibration networks.
+inside a network), with one scale refitted on the same calibration networks; `--compare-kinds`
+adds the share of other calibration models (`one`, `kernel-se`, `+weights`...) refitted on the
+same networks (the anchored ones with `--anchor`), so models compare on one set of measurements.
 
 Tables and validation rows stay in --out (resumable; a finished pair is only re-read).
 """
@@ -63,8 +67,21 @@ def other_reading(table, rows: list[dict]) -> tuple[str, float | None]:
     return other, within(pred, np.array([r["measured_ms"] for r in rows]))
 
 
+def refitted(table, rows: list[dict], nets: list[dict], kinds: str) -> float | None:
+    """Share within +-10% on `rows` of the table's calibration refitted with `kinds` on `nets` (genotype, measured_ms)."""
+    import copy
+
+    if not rows or not nets:
+        return None
+    t = LatencyTable(entries=table.entries, meta=copy.deepcopy(table.meta))
+    t.meta["calibration"]["networks"] = [dict(n) for n in nets]
+    refit_calibration(t, kinds)
+    pred = np.array([t.predict(parse(r["genotype"])) for r in rows])
+    return within(pred, np.array([r["measured_ms"] for r in rows]))
+
+
 def run_one(target: str, out: Path, samples: int, networks: int, kinds: str, recalibrate: bool = False,
-            entry_statistic: str | None = None) -> dict:
+            entry_statistic: str | None = None, anchor: bool = False, compare: tuple[str, ...] = ()) -> dict:
     """Build (or resume) and validate one table; the summary row as a dict."""
     name, res = target.split("@")
     space_path = ROOT / "configs" / f"space_{name}.yaml"
@@ -80,7 +97,7 @@ def run_one(target: str, out: Path, samples: int, networks: int, kinds: str, rec
     if rows_path.exists():
         rep = json.loads(rows_path.read_text())
     else:
-        rep = validate(table, samples=samples, progress=False).to_dict()
+        rep = validate(table, samples=samples, progress=False, anchor=anchor).to_dict()
         rows_path.write_text(json.dumps(rep, indent=1) + "\n")
     ok = [r for r in rep["rows"] if not r.get("refused")]
     meas = np.array([r["measured_ms"] for r in ok])
@@ -89,6 +106,10 @@ def run_one(target: str, out: Path, samples: int, networks: int, kinds: str, rec
     cal = table.meta.get("calibration") or {}
     noise = rep.get("noise") or {}
     other, other_within = other_reading(table, ok)
+    # The same measurements, the calibration refitted with other kinds on the same networks
+    # (the anchored ones when the validation anchored, else the table's).
+    nets = (rep.get("anchor") or {}).get("calibration_networks") or cal.get("networks") or []
+    alternatives = {k: refitted(table, ok, nets, k) for k in compare}
     return {"target": target, "entry_statistic": table.entry_statistic, "other_reading": other,
             "other_reading_one_scale": other_within, "entries": len(table), "build_s": round(build_s, 1),
             "built_s": (table.meta.get("build") or {}).get("seconds"), "accepted": len(ok),
@@ -100,8 +121,9 @@ def run_one(target: str, out: Path, samples: int, networks: int, kinds: str, rec
             "run_factor": noise.get("run_factor"), "recalibrated": bool(table.meta.get("calibration_history")),
             "loo": cal.get("leave_one_out"), "median_spread": noise.get("median_spread"),
             "agree_10": noise.get("agree_10"), "reference_drift": noise.get("reference_drift"),
-            "network_drift": noise.get("network_drift"),
-            "trustworthy": rep.get("trustworthy")}
+            "network_drift": noise.get("network_drift"), "anchor": {k: v for k, v in (rep.get("anchor") or {}).items()
+                                                                    if k != "calibration_networks"} or None,
+            "alternatives": alternatives, "trustworthy": rep.get("trustworthy")}
 
 
 def pct(x: float | None) -> str:
@@ -113,13 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", default=list(TARGETS), help=f"targets (default: {' '.join(TARGETS)})")
     p.add_argument("--samples", type=int, default=100)
-    p.add_argument("--networks", type=int, default=30, help="calibration networks per table")
-    p.add_argument("--kinds", default="kernel-se", help="per-kind calibration granularity ('one': none)")
+    p.add_argument("--networks", type=int, default=60,
+                   help="calibration networks per table (the weights term needs more than 30)")
+    p.add_argument("--kinds", default="kernel-se+weights",
+                   help="calibration granularity of latency.kinds ('one': one scale; '+weights': the weights term)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "latency_accuracy")
     p.add_argument("--recalibrate", action="store_true",
                    help="time a built table's calibration networks again before validating it")
     p.add_argument("--entry-statistic", choices=ENTRY_STATISTICS, default=None,
                    help="what the tables' entries are read at (cold_p10: weights evicted, as inside a network)")
+    p.add_argument("--anchor", action="store_true",
+                   help="validate with the calibration networks timed in the same passes (validate --anchor)")
+    p.add_argument("--compare-kinds", nargs="*", default=[],
+                   help="also score these calibration kinds, refitted on the same networks (e.g. one kernel-se+weights)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     host = host_metadata(1)
@@ -132,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
           "verdict |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|")
     for target in a.only:
-        r = run_one(target, a.out, a.samples, a.networks, a.kinds, a.recalibrate, a.entry_statistic)
+        r = run_one(target, a.out, a.samples, a.networks, a.kinds, a.recalibrate, a.entry_statistic, a.anchor,
+                    tuple(a.compare_kinds))
         (a.out / f"{target.replace('@', '_')}.summary.json").write_text(json.dumps(r, indent=1) + "\n")
         loo = r["loo"] or {}
         kept = ("yes" if r["per_kind_kept"] else "no") + (
@@ -144,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{pct(r.get('as_measured'))} | {kept} | "
               f"{pct(r['median_spread'])} | {pct(r.get('network_drift'))} / {pct(r['reference_drift'])} | {speed} | "
               f"{'trustworthy' if r['trustworthy'] else 'NOT TRUSTWORTHY'} |", flush=True)
+        if r["anchor"]:
+            print(f"  {target}: anchored on {r['anchor']['networks']} of {r['anchor']['timed']} calibration networks, "
+                  f"scale {r['anchor']['scale']:.4f} (the table's {r['anchor']['table_scale']:.4f})")
+        for k, v in r["alternatives"].items():
+            print(f"  {target}: calibration kinds {k}, refitted on the same networks: {pct(v)} within +-10%")
     return 0
 
 

@@ -405,5 +405,6 @@ def set_calibration(table: LatencyTable, nets: list[dict[str, Any]], kinds: str 
             cal["method"] = "per-kind factors (latency.calibrate), applied at prediction"
             cal["by_kind"] = {"kinds": kinds, "factors": {k: round(float(v), 6) for k, v in f.factor_map().items()},
                               "overhead_ms": round(f.overhead_ms, 9),
+                              "weights_ms_per_mparam": round(f.weights_ms_per_mparam, 9),
                               "ridge": f.ridge if math.isfinite(f.ridge) else "inf"}
     return scale

@@ -38,8 +38,8 @@ from search_space.genotype import Genotype, GenotypeError
 from search_space.genotype import parse as parse_genotype
 
 from .errors import LatencyTableError
-from .keys import INVOKE_KEY, genotype_keys
-from .kinds import DEFAULT_KINDS, kind_function, parent_kind
+from .keys import INVOKE_KEY, genotype_keys, key_params
+from .kinds import DEFAULT_KINDS, WEIGHTS, kind_function, parent_kind, split_kinds
 from .table import FORMAT, MAX_MS, MIN_MS, LatencyTable
 
 MEASUREMENTS_FORMAT = "hwnas-latency-measurements"
@@ -131,7 +131,11 @@ def _check_networks(nets: Any, source: str) -> list[dict[str, Any]]:
 # ---- the fit -------------------------------------------------------------------------------------
 @dataclass
 class Fit:
-    """Per-kind factors and overhead, and how they were chosen."""
+    """Per-kind factors and overhead, and how they were chosen.
+
+    A `weights` column among the kinds holds millions of weights, not ms: its factor is ms per
+    million weights (0 when the weights term was not chosen).
+    """
 
     kinds: list[str]
     factors: np.ndarray
@@ -139,14 +143,20 @@ class Fit:
     scale: float  # the plain one-scale fit on the same networks
     ridge: float
     with_overhead: bool
+    with_weights: bool = False
 
     def predict(self, parts: np.ndarray) -> np.ndarray:
         """Device ms of networks given their host parts (rows: networks, columns: `kinds`)."""
         return parts @ self.factors + self.overhead_ms
 
     def factor_map(self) -> dict[str, float]:
-        """Factors by kind."""
-        return {k: float(f) for k, f in zip(self.kinds, self.factors)}
+        """Factors by kind (the weights term apart: `weights_ms_per_mparam`)."""
+        return {k: float(f) for k, f in zip(self.kinds, self.factors) if k != WEIGHTS}
+
+    @property
+    def weights_ms_per_mparam(self) -> float:
+        """ms per million weights of the network (0 without the term)."""
+        return float(self.factors[self.kinds.index(WEIGHTS)]) if WEIGHTS in self.kinds else 0.0
 
 
 def one_scale(totals: np.ndarray, measured: np.ndarray) -> float:
@@ -155,30 +165,58 @@ def one_scale(totals: np.ndarray, measured: np.ndarray) -> float:
     return float(r.sum() / (r * r).sum())
 
 
-def fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: float, overhead: bool) -> Fit:
-    """Non-negative least squares on relative errors with ridge toward the one-scale fit (see module doc)."""
+def fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: float, overhead: bool,
+        weights: bool = False) -> Fit:
+    """Non-negative least squares on relative errors with ridge toward the one-scale fit (see module doc).
+
+    With a `weights` column among `kinds`, `weights` fits its term (ridge toward 0) or leaves it at 0.
+    """
+    kinds = list(kinds)
+    if WEIGHTS in kinds:
+        jw = kinds.index(WEIGHTS)
+        f = _fit(np.delete(parts, jw, axis=1), measured, [k for k in kinds if k != WEIGHTS], ridge, overhead,
+                 parts[:, jw] if weights else None)
+        coef = f.factors[-1] if weights else 0.0
+        factors = np.insert(f.factors[:-1] if weights else f.factors, jw, coef)
+        return Fit(kinds, factors, f.overhead_ms, f.scale, ridge, overhead, weights)
+    return _fit(parts, measured, kinds, ridge, overhead, None)
+
+
+def _fit(parts: np.ndarray, measured: np.ndarray, kinds: list[str], ridge: float, overhead: bool,
+         extra: np.ndarray | None) -> Fit:
+    """The fit of `fit` on ms parts; `extra` (a column per network, fitted last among the factors) for the weights term."""
     from scipy.optimize import nnls
 
     n, p = parts.shape
     s0 = one_scale(parts.sum(axis=1), measured)
+    e = 0 if extra is None else 1
+    kinds_out = kinds + ([WEIGHTS] if e else [])
+    # The extra term's coefficient in units of the mean network: its penalty row says "a share of
+    # the mean network's time", like the overhead's.
+    e_unit = float(extra.mean()) / float(measured.mean()) if e and float(extra.mean()) > 0 else 1.0
     if math.isinf(ridge):
-        if not overhead:
-            return Fit(list(kinds), np.full(p, s0), 0.0, s0, ridge, False)
-        # One scale and an overhead: two columns (host total, 1) under the same NNLS.
-        a = np.stack([parts.sum(axis=1), np.ones(n)], axis=1) / measured[:, None]
+        if not overhead and not e:
+            return Fit(kinds_out, np.full(p, s0), 0.0, s0, ridge, False)
+        # One scale, [the extra term], [an overhead]: their columns under the same NNLS.
+        cols = [parts.sum(axis=1)] + ([extra] if e else []) + ([np.ones(n)] if overhead else [])
+        a = np.stack(cols, axis=1) / measured[:, None]
         floor = FACTOR_FLOOR * s0
         theta, _ = nnls(a, 1.0 - a[:, 0] * floor)
-        return Fit(list(kinds), np.full(p, theta[0] + floor), float(theta[1]), s0, ridge, True)
+        factors = np.concatenate([np.full(p, theta[0] + floor), theta[1:1 + e]])
+        return Fit(kinds_out, factors, float(theta[-1]) if overhead else 0.0, s0, ridge, overhead)
     # Columns: the factors, then one factor per parent kind (op and kernel, e.g. ir-k7 for
-    # ir-k7-se), then the overhead. A fine kind shrinks toward its parent and a parent (or a kind
-    # without one) toward the one scale, so K networks too few to tell ir-k7-se from ir-k7 apart
-    # still learn what they show about k7; parents appear in no data row, only in shrinkage rows.
+    # ir-k7-se), then [the extra term], then [the overhead]. A fine kind shrinks toward its parent
+    # and a parent (or a kind without one) toward the one scale, so K networks too few to tell
+    # ir-k7-se from ir-k7 apart still learn what they show about k7; parents appear in no data
+    # row, only in shrinkage rows. The extra term and the overhead shrink toward 0.
     parent = [parent_kind(k) for k in kinds]
     parents = sorted({q for k, q in zip(kinds, parent) if q != k})
     q = len(parents)
-    m = p + q + (1 if overhead else 0)
+    m = p + q + e + (1 if overhead else 0)
     a = np.zeros((n, m))
     a[:, :p] = parts / measured[:, None]
+    if e:
+        a[:, p + q] = extra / measured
     if overhead:
         a[:, -1] = 1.0 / measured
     w = math.sqrt(n * max(ridge, 1e-12))
@@ -197,6 +235,11 @@ def fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: fl
         row[p + i] = w / s0
         pen.append(row)
         target.append(w)
+    if e:
+        row = np.zeros(m)
+        row[p + q] = w * e_unit
+        pen.append(row)
+        target.append(0.0)
     if overhead:  # the overhead toward 0, in units of the mean network
         row = np.zeros(m)
         row[-1] = w / float(measured.mean())
@@ -209,23 +252,27 @@ def fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: fl
     lower[:p + q] = FACTOR_FLOOR * s0
     theta, _ = nnls(big_a, big_b - big_a @ lower, maxiter=50 * m)
     theta += lower
-    return Fit(list(kinds), theta[:p], float(theta[-1]) if overhead else 0.0, s0, ridge, overhead)
+    factors = np.concatenate([theta[:p], theta[p + q:p + q + e]])
+    return Fit(kinds_out, factors, float(theta[-1]) if overhead else 0.0, s0, ridge, overhead)
 
 
-def _choices(ridge: float | None, overhead: bool | None) -> list[tuple[float, bool]]:
-    """Candidate (ridge, overhead) pairs, simplest first: strongest shrinkage, then no overhead."""
+Choice = tuple[float, bool, bool]
+
+
+def _choices(ridge: float | None, overhead: bool | None, weights: bool) -> list[Choice]:
+    """Candidate (ridge, overhead, weights) choices, simplest first: strongest shrinkage, no overhead, no weights."""
     ridges = sorted(RIDGE_GRID, reverse=True) if ridge is None else [ridge]
     overheads = [False, True] if overhead is None else [overhead]
-    return [(r, o) for r in ridges for o in overheads]
+    with_weights = [False, True] if weights else [False]
+    return [(r, o, ww) for ww in with_weights for r in ridges for o in overheads]
 
 
-def _loo_predictions(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], ridge: float,
-                     overhead: bool) -> np.ndarray:
+def _loo_predictions(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str], choice: Choice) -> np.ndarray:
     out = np.empty(len(measured))
     idx = np.arange(len(measured))
     for i in idx:
         keep = idx != i
-        out[i] = fit(parts[keep], measured[keep], kinds, ridge, overhead).predict(parts[i:i + 1])[0]
+        out[i] = fit(parts[keep], measured[keep], kinds, *choice).predict(parts[i:i + 1])[0]
     return out
 
 
@@ -237,15 +284,16 @@ def select_and_fit(parts: np.ndarray, measured: np.ndarray, kinds: Sequence[str]
                    overhead: bool | None = None) -> Fit:
     """Fit with `ridge` and `overhead` given, or each chosen (None) by the lowest leave-one-out mean abs error.
 
-    A more complex choice must beat a simpler one by more than 1e-9 (ties go to shrinkage and no overhead).
+    With a `weights` column among `kinds`, whether to fit its term is chosen the same way. A more
+    complex choice must beat a simpler one by more than 1e-9 (ties go to shrinkage, no overhead, no weights).
     """
-    options = _choices(ridge, overhead)
+    options = _choices(ridge, overhead, WEIGHTS in kinds)
     if len(options) > 1 and len(measured) >= 2:
         best_err, best = math.inf, options[0]
-        for r, o in options:
-            err = _mean_abs_rel(_loo_predictions(parts, measured, kinds, r, o), measured)
+        for c in options:
+            err = _mean_abs_rel(_loo_predictions(parts, measured, kinds, c), measured)
             if err < best_err - 1e-9:
-                best_err, best = err, (r, o)
+                best_err, best = err, c
         options = [best]
     return fit(parts, measured, kinds, *options[0])
 
@@ -271,12 +319,18 @@ def loo_one_scale(totals: np.ndarray, measured: np.ndarray) -> np.ndarray:
 # ---- from tables and genotypes ------------------------------------------------------------------------
 def design(table: LatencyTable, key_lists: Sequence[Sequence[str]], kinds: str = DEFAULT_KINDS
            ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Kinds, the parts matrix (networks x kinds, ms) and the host totals (uncalibrated) of networks given by keys."""
+    """Kinds, the parts matrix (networks x kinds, ms) and the host totals (uncalibrated) of networks given by keys.
+
+    Kinds ending in `+weights` add a last column `weights`: each network's millions of weights.
+    """
     kind_of = kind_function(kinds)
     rows = [table.breakdown(keys, kind_of) for keys in key_lists]
     names = sorted({k for r in rows for k in r} - {INVOKE_KEY})
     parts = np.array([[r.get(k, 0.0) for k in names] for r in rows], dtype=float).reshape(len(rows), len(names))
     totals = np.array([sum(r.values()) for r in rows], dtype=float)
+    if split_kinds(kinds)[1]:
+        mparams = np.array([sum(key_params(k) for k in keys) / 1e6 for keys in key_lists], dtype=float)
+        names, parts = names + [WEIGHTS], np.concatenate([parts, mparams[:, None]], axis=1)
     return names, parts, totals
 
 
@@ -398,6 +452,7 @@ def device_table(host: LatencyTable, f: Fit, kinds: str, meas: Measurements, rep
     kind_of = kind_function(kinds)
     o = host.overhead_ms
     factors = f.factor_map()
+    per_mparam = f.weights_ms_per_mparam  # additive per block, so it folds into each entry
     entries: dict[str, dict[str, Any]] = {}
     for key in host.entries:
         if key == INVOKE_KEY:
@@ -406,7 +461,7 @@ def device_table(host: LatencyTable, f: Fit, kinds: str, meas: Measurements, rep
         fac = factors.get(kind, f.scale)  # a kind none of the networks used keeps the one scale
         host_ms = host.value(key)
         # A probe a hair under the invoke overhead (noise) would give a negative part: count it as 0.
-        ms = max(fac * max(host_ms - o, 0.0) + f.overhead_ms, MIN_MS)
+        ms = max(fac * max(host_ms - o, 0.0) + f.overhead_ms + per_mparam * key_params(key) / 1e6, MIN_MS)
         entries[key] = {"median_ms": round(ms, 9), "count": 0, "host_ms": round(host_ms, 9), "kind": kind,
                         "factor": round(fac, 6)}
     if f.overhead_ms > 0:
@@ -425,7 +480,7 @@ def device_table(host: LatencyTable, f: Fit, kinds: str, meas: Measurements, rep
         "scale": 1.0,
         "method": "per-kind factors on the host table's parts, NNLS on relative error, ridge toward one scale",
         "kinds": kinds, "factors": {k: round(v, 6) for k, v in factors.items()},
-        "overhead_ms": round(f.overhead_ms, 6), "one_scale": round(f.scale, 6), "ridge": f.ridge if math.isfinite(f.ridge)
+        "overhead_ms": round(f.overhead_ms, 6), "weights_ms_per_mparam": round(per_mparam, 6), "one_scale": round(f.scale, 6), "ridge": f.ridge if math.isfinite(f.ridge)
         else "inf",
         "loo": rep.loo, "loo_one_scale": rep.loo_one_scale,
         "holdout": rep.holdout, "holdout_one_scale": rep.holdout_one_scale,

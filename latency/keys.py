@@ -21,7 +21,7 @@ from functools import lru_cache
 from numbers import Integral
 from typing import Any
 
-from search_space.cost import conv_out
+from search_space.cost import conv_out, head_cost, layer_cost, stem_cost
 from search_space.genotype import Genotype, Stage, uses_residual
 from search_space.vocab import ACTIVATIONS, OP_CHOICES, OPS, SE_GATES
 
@@ -169,6 +169,19 @@ def parse_key(key: str) -> Spec:
         h, w, c, o = map(int, m.groups()[:4])
         return HeadSpec(h, w, c, o, int(m.group(6)), m.group(7), int(m.group(5) or 0))
     raise ValueError(f"{key!r} is not a latency-table key")
+
+
+@lru_cache(maxsize=1 << 16)
+def key_params(key: str) -> int:
+    """Trainable parameters of the stem, block or head a key stands for (0 for `invoke`), by the cost model."""
+    s = parse_key(key)
+    if isinstance(s, StemSpec):
+        return stem_cost(s.kernel, s.stride, s.c_in, s.c_out, s.h, s.w)[0]
+    if isinstance(s, BlockSpec):
+        return layer_cost(s.op, s.kernel, s.expansion, s.se, s.c_in, s.c_out, s.stride, s.h, s.w, s.se_gate)[0]
+    if isinstance(s, HeadSpec):
+        return head_cost(s.c_in, s.channels, s.mix, s.num_classes, s.h, s.w)[0]
+    return 0
 
 
 @lru_cache(maxsize=1 << 16)

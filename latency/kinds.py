@@ -2,7 +2,8 @@
 
 Entries are whole blocks (an MBConv block is timed as one probe), so a kind is what a key says
 about a whole block. Granularities: `one` (the whole network), `block` (stem, head, op), or
-`kernel` followed by facets joined by `-` (e.g. `kernel-se`: op and kernel, with or without SE).
+`kernel` followed by facets joined by `-` (e.g. `kernel-se`: op and kernel, with or without SE),
+each optionally with `+weights` (a term per million weights besides the factors).
 """
 from __future__ import annotations
 
@@ -11,9 +12,22 @@ from collections.abc import Callable
 
 from .errors import LatencyTableError
 
-KINDS = ("one", "block", "kernel", "kernel-se", "kernel-se-stride", "kernel-se-act", "kernel-se-exp", "kernel-size",
-         "kernel-se-size", "kernel-stride-size")
+BASE_KINDS = ("one", "block", "kernel", "kernel-se", "kernel-se-stride", "kernel-se-act", "kernel-se-exp",
+              "kernel-size", "kernel-se-size", "kernel-stride-size")
+# `+weights` adds one more term, ms per million weights of every block, fitted beside the factors:
+# a probe runs its block over and over with the weights in cache, a network streams them from
+# memory once per run when they do not all fit (see latency.calibrate).
+WEIGHTS = "weights"
+WEIGHTS_SUFFIX = "+" + WEIGHTS
+KINDS = BASE_KINDS + tuple(k + WEIGHTS_SUFFIX for k in BASE_KINDS)
 DEFAULT_KINDS = "kernel-se"
+
+
+def split_kinds(kinds: str) -> tuple[str, bool]:
+    """(the granularity, whether the weights term is asked for) of a kinds string like `kernel-se+weights`."""
+    if kinds.endswith(WEIGHTS_SUFFIX):
+        return kinds[:-len(WEIGHTS_SUFFIX)], True
+    return kinds, False
 _KERNEL = re.compile(r"-k(\d+)-")
 # What a block key says about the block, each a factor of its kind (act: its last field).
 # SE is `se{r}` (sigmoid gate) or `hse{r}` (hard-sigmoid, MobileNetV3).
@@ -23,6 +37,7 @@ FACETS = {"kernel": _KERNEL, "se": re.compile(r"-h?se([0-9.e+-]+?)-"), "stride":
 
 def kind_function(kinds: str = DEFAULT_KINDS) -> Callable[[str], str]:
     """The key -> kind map of a granularity: `one`, `block`, or facets of a block joined by `-` (see KINDS)."""
+    kinds = split_kinds(kinds)[0]
     facets = kinds.split("-")
     if kinds not in ("one", "block") and (not facets or facets[0] != "kernel"
                                           or any(f not in FACETS for f in facets)):

@@ -11,6 +11,7 @@ A table built with `--calibration-kinds` may instead carry `calibration.by_kind`
 when it predicted the calibration networks left out of its fit better)::
 
     overhead_fit + sum over stem, blocks, head of factor[kind(entry)] * (entry - invoke)
+                 [+ ms_per_mparam * the network's millions of weights, kinds ending in `+weights`]
 
 with kinds from `latency.kinds` and the factors fitted by `latency.calibrate`.
 An entry's time is its `measurement.entry_statistic` when the table names one (`cold_p10`: the
@@ -31,7 +32,7 @@ from search_space.genotype import Genotype
 from search_space.vocab import MAX_RESOLUTION
 
 from .errors import LatencyTableError
-from .keys import INVOKE_KEY, genotype_keys, space_specs
+from .keys import INVOKE_KEY, genotype_keys, key_params, space_specs
 from .kinds import KINDS, kind_function, parent_kind
 from .measure import MIN_SAMPLE_MS
 
@@ -112,8 +113,8 @@ class LatencyTable:
             self._overhead = (stamp, min(value(k) for k in self.entries))
         return self._overhead[1]
 
-    def _kind_factors(self) -> tuple[Callable[[str], float], float] | None:
-        """(key -> factor, fitted overhead) of a per-kind calibration; None for one scale (or none)."""
+    def _kind_factors(self) -> tuple[Callable[[str], float], float, float] | None:
+        """(key -> factor, fitted overhead, ms per million weights) of a per-kind calibration; None for one scale."""
         cal = self.meta.get("calibration") or {}
         by_kind = cal.get("by_kind")
         if not by_kind:
@@ -133,7 +134,7 @@ class LatencyTable:
                 f = cache[key] = float(factors.get(kind, factors.get(parent_kind(kind), scale)))
             return f
 
-        return factor, float(by_kind.get("overhead_ms", 0.0))
+        return factor, float(by_kind.get("overhead_ms", 0.0)), float(by_kind.get("weights_ms_per_mparam", 0.0))
 
     @property
     def scale(self) -> float:
@@ -200,9 +201,11 @@ class LatencyTable:
         value = self.value
         per_kind = self._kind_factors() if calibrated else None
         if per_kind is not None:
-            factor, total = per_kind
+            factor, total, per_mparam = per_kind
             for k in keys:
                 total += factor(k) * (value(k) - o)
+            if per_mparam:
+                total += per_mparam * sum(key_params(k) for k in keys) / 1e6
         else:
             total = o
             for k in keys:
@@ -370,6 +373,8 @@ def _check_meta(meta: Mapping[str, Any], source: str) -> None:
         for kind, f in factors.items():
             _check_range(source, f"'calibration.by_kind.factors.{kind}'", f, MIN_FACTOR, MAX_FACTOR)
         _check_range(source, "'calibration.by_kind.overhead_ms'", by_kind.get("overhead_ms", 0.0), 0.0, MAX_MS)
+        _check_range(source, "'calibration.by_kind.weights_ms_per_mparam'", by_kind.get("weights_ms_per_mparam", 0.0),
+                     0.0, MAX_MS)
     nets = cal.get("networks", [])
     if not isinstance(nets, list) or not all(isinstance(n, Mapping) for n in nets):
         raise _bad(source, "'calibration.networks'", nets, "a list of objects")

@@ -396,7 +396,8 @@ def validate(table: LatencyTable, samples: int = 100, space: SearchSpace | None 
         cal = anchored.meta["calibration"]
         rep.scale = anchored.scale
         rep.anchor = {"networks": len(cal["networks"]), "timed": len(cal_gs), "scale": anchored.scale,
-                      "table_scale": table.scale, "per_kind": bool(cal.get("by_kind"))}
+                      "table_scale": table.scale, "per_kind": bool(cal.get("by_kind")),
+                      "calibration_networks": cal["networks"]}  # what it was refitted on, to refit otherwise
         rep.notes.append(f"calibration anchored in this run: {len(cal['networks'])} of the table's {len(cal_gs)} "
                          f"calibration networks timed in the same passes (the rest refused as noise), scale "
                          f"{anchored.scale:.4f} (the table's {table.scale:.4f})"

@@ -89,9 +89,7 @@ def cost(g: Genotype, resolution: int | tuple[int, int] | None = None, in_channe
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     stem = g.stem
     c = stem.channels
-    h, w = conv_out(h, stem.kernel, stem.stride), conv_out(w, stem.kernel, stem.stride)
-    params = stem.kernel * stem.kernel * in_channels * c + 2 * c
-    macs = h * w * stem.kernel * stem.kernel * in_channels * c
+    params, macs, h, w = stem_cost(stem.kernel, stem.stride, in_channels, c, h, w)
     gate = g.se_gate
     for st in g.stages:
         op, k, e, se, c_out = st.op, st.kernel, st.expansion, st.se, st.channels
@@ -103,16 +101,25 @@ def cost(g: Genotype, resolution: int | tuple[int, int] | None = None, in_channe
             params += p * (st.layers - 1)
             macs += m * (st.layers - 1)
         c = c_out
-    params += c * g.head + 2 * g.head
-    macs += h * w * c * g.head
-    last = g.head
-    if g.head_mix:
-        params += g.head * g.head_mix + g.head_mix
-        macs += g.head * g.head_mix
-        last = g.head_mix
-    params += last * num_classes + num_classes
-    macs += last * num_classes
-    return Cost(params=params, macs=macs)
+    p, m = head_cost(c, g.head, g.head_mix, num_classes, h, w)
+    return Cost(params=params + p, macs=macs + m)
+
+
+def stem_cost(kernel: int, stride: int, c_in: int, c_out: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """(params, macs, out height, out width) of the stem conv (with BN) on an h x w x c_in input."""
+    ho, wo = conv_out(h, kernel, stride), conv_out(w, kernel, stride)
+    return kernel * kernel * c_in * c_out + 2 * c_out, ho * wo * kernel * kernel * c_in * c_out, ho, wo
+
+
+def head_cost(c_in: int, channels: int, mix: int, num_classes: int, h: int, w: int) -> tuple[int, int]:
+    """(params, macs) of the head: 1x1 conv to `channels` (with BN), [feature mix to `mix`], classifier."""
+    params, macs = c_in * channels + 2 * channels, h * w * c_in * channels
+    last = channels
+    if mix:
+        params += channels * mix + mix
+        macs += channels * mix
+        last = mix
+    return params + last * num_classes + num_classes, macs + last * num_classes
 
 
 @lru_cache(maxsize=1 << 16)

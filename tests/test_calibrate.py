@@ -252,3 +252,53 @@ def test_design_of_keys(host: LatencyTable, space: SearchSpace) -> None:
     np.testing.assert_allclose(parts.sum(axis=1) + host.overhead_ms,
                                [host.sum_keys(genotype_keys(g, 16, 10, 3), False) for g in gs])
     np.testing.assert_allclose(totals, parts.sum(axis=1) + host.overhead_ms)
+
+
+def test_weights_term_recovers_a_streaming_cost_and_folds_into_tables(host: LatencyTable, space: SearchSpace,
+                                                                      tmp_path: Path) -> None:
+    from latency.build import set_calibration
+    from latency.keys import key_params
+    from search_space.cost import cost
+
+    per_mparam = 40.0  # ms per million weights a network pays beyond its blocks' probe times
+
+    def truth(g) -> float:
+        return _truth(host, g) + per_mparam * cost(g, 16, num_classes=10).params / 1e6
+
+    gs = _networks(space, 16)
+    kinds = "kernel-se+weights"
+    names, parts, _ = design(host, [host.keys_for(g) for g in gs], kinds)
+    assert names[-1] == "weights"
+    assert parts[:, -1] == pytest.approx([sum(key_params(k) for k in host.keys_for(g)) / 1e6 for g in gs])
+    y = np.array([truth(g) for g in gs])
+    f = select_and_fit(parts, y, names)
+    assert f.with_weights and f.weights_ms_per_mparam == pytest.approx(per_mparam, rel=0.02)
+    assert "weights" not in f.factor_map()
+    plain = select_and_fit(parts[:, :-1], y, names[:-1])  # the same kinds without the term
+    held = [space.sample(100 + i) for i in range(20)]
+    hp = design(host, [host.keys_for(g) for g in held], kinds)[1]
+    err = np.abs(f.predict(hp) / np.array([truth(g) for g in held]) - 1)
+    err_plain = np.abs(plain.predict(hp[:, :-1]) / np.array([truth(g) for g in held]) - 1)
+    assert err.max() < 0.02 < err_plain.max()
+    # Where the term explains nothing, leave-one-out leaves it out.
+    y0 = np.array([_truth(host, g) for g in gs])
+    assert select_and_fit(parts, y0, names, ridge=0.0).weights_ms_per_mparam == 0.0
+    # The device table folds the term into every entry; a host table applies it at prediction.
+    meas = Measurements([{"genotype": g.to_string(), "measured_ms": truth(g)} for g in gs],
+                        device={"model": "FakePhone"}, resolution=16, num_classes=10, in_channels=3)
+    device, rep = calibrate(host, meas, kinds=kinds)
+    assert rep.loo["within_10"] == 1.0
+    assert device.meta["calibration"]["weights_ms_per_mparam"] == pytest.approx(per_mparam, rel=0.02)
+    nets = [{"genotype": g.to_string(), "measured_ms": truth(g), "sum_ms": host.predict(g, calibrated=False)}
+            for g in gs]
+    set_calibration(host, nets, kinds)
+    by_kind = host.meta["calibration"]["by_kind"]
+    assert by_kind["kinds"] == kinds and by_kind["weights_ms_per_mparam"] == pytest.approx(per_mparam, rel=0.02)
+    reloaded = LatencyTable.from_dict(json.loads(json.dumps(host.to_dict())))
+    for g in held:
+        assert device.predict(g) == pytest.approx(truth(g), rel=0.02)
+        assert reloaded.predict(g) == pytest.approx(truth(g), rel=0.02)
+    bad = reloaded.to_dict()
+    bad["calibration"]["by_kind"]["weights_ms_per_mparam"] = -1.0
+    with pytest.raises(LatencyTableError, match="weights_ms_per_mparam"):
+        LatencyTable.from_dict(bad)

@@ -1,5 +1,6 @@
 """The pure-Python cost model agrees exactly with the torch module, and reproduces the papers."""
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -155,3 +156,14 @@ def test_activation_elements_equal_hooked_outputs(root):
         for h in hs:
             h.remove()
         assert activation_elements(g, res, classes) == total, g.to_string()
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in Path("configs").glob("space_*.yaml")))
+def test_table_keys_weigh_what_the_cost_model_counts(path: str) -> None:
+    """Every key's weights (the latency calibration's weights term) add up to the network's params."""
+    from latency.keys import genotype_keys, key_params
+
+    space = load_space(path)
+    for i in range(20):
+        g = space.sample(i)
+        assert sum(key_params(k) for k in genotype_keys(g, g.resolution, 1000)) == cost(g, num_classes=1000).params
