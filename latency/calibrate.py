@@ -12,8 +12,10 @@ of a network is modelled as::
 and the factors are fitted on K networks timed whole on the device: non-negative least squares
 on relative errors, with ridge shrinkage of every factor toward the plain one-scale fit (so a
 kind that few of the K networks use keeps the global scale) and of the overhead toward zero.
-The shrinkage strength, and whether the constant overhead is fitted, are chosen by leave-one-out
-over the K networks unless given. The reported leave-one-out error repeats that whole choice
+Kinds ending in `+weights` add one more term, ms per million weights of the network (a
+network streams its weights from memory, a probe finds them in cache), shrunk toward 0.
+The shrinkage strength, and whether the constant overhead (and the weights term) are fitted,
+are chosen by leave-one-out over the K networks unless given. The reported leave-one-out error repeats that whole choice
 without the held-out network, so it is what a new network can expect.
 
 The device table has the host table's keys and format: each entry is `factor * (host - invoke)`
