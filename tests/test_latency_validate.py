@@ -294,6 +294,9 @@ def test_anchor_refits_the_calibration_on_networks_timed_in_the_same_passes(tabl
     assert rep.calibrated.within_10 == 1.0 and len(rep.rows) == 10 and table.scale == pytest.approx(1.0)
     assert any("anchored in this run" in line for line in rep.lines())
     assert rep.to_dict()["anchor"]["table_scale"] == pytest.approx(1.0)
+    # what it was refitted on is in the report, to refit other calibration models on the same timings
+    nets = rep.to_dict()["anchor"]["calibration_networks"]
+    assert len(nets) == 4 and all(n["measured_ms"] > 0 and n["genotype"] for n in nets)
     # calibration networks that never repeat cannot anchor anything
     fake_measuring(monkeypatch, table, lambda j, k: (1.2 * (1 + 0.5 * (k % 2)) if j >= 10 else 1.2, 1.0))
     with pytest.raises(lv.LatencyTableError, match="calibration networks settled"):
