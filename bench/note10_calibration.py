@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from latency.calibrate import DEFAULT_KINDS, design, error_stats, loo, one_scale, select_and_fit, spread_genotypes  # noqa: E402
-from latency.kinds import KINDS  # noqa: E402
 from latency.keys import genotype_keys  # noqa: E402
+from latency.kinds import KINDS  # noqa: E402
 from latency.ofa import import_ofa, load_ofa_yaml  # noqa: E402
 from latency.table import LatencyTable  # noqa: E402
 from latency.validate import table_space  # noqa: E402

@@ -482,8 +482,8 @@ def device_table(host: LatencyTable, f: Fit, kinds: str, meas: Measurements, rep
         "scale": 1.0,
         "method": "per-kind factors on the host table's parts, NNLS on relative error, ridge toward one scale",
         "kinds": kinds, "factors": {k: round(v, 6) for k, v in factors.items()},
-        "overhead_ms": round(f.overhead_ms, 6), "weights_ms_per_mparam": round(per_mparam, 6), "one_scale": round(f.scale, 6), "ridge": f.ridge if math.isfinite(f.ridge)
-        else "inf",
+        "overhead_ms": round(f.overhead_ms, 6), "weights_ms_per_mparam": round(per_mparam, 6),
+        "one_scale": round(f.scale, 6), "ridge": f.ridge if math.isfinite(f.ridge) else "inf",
         "loo": rep.loo, "loo_one_scale": rep.loo_one_scale,
         "holdout": rep.holdout, "holdout_one_scale": rep.holdout_one_scale,
         "host_table": {"path": str(host.path) if host.path else None, "device": host.device,
