@@ -35,8 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latency.build import build_table, refit_calibration  # noqa: E402 - after the path set-up
+from latency.build import CALIBRATION_NETWORKS, build_table, refit_calibration  # noqa: E402 - after the path set-up
 from latency.calibrate import error_stats  # noqa: E402
+from latency.kinds import DEFAULT_KINDS  # noqa: E402
 from latency.measure import Settings, host_metadata  # noqa: E402
 from latency.table import ENTRY_STATISTICS, LatencyTable  # noqa: E402
 from latency.validate import validate  # noqa: E402
@@ -135,9 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="+", default=list(TARGETS), help=f"targets (default: {' '.join(TARGETS)})")
     p.add_argument("--samples", type=int, default=100)
-    p.add_argument("--networks", type=int, default=60,
+    p.add_argument("--networks", type=int, default=CALIBRATION_NETWORKS,
                    help="calibration networks per table (the weights term needs more than 30)")
-    p.add_argument("--kinds", default="kernel-se+weights",
+    p.add_argument("--kinds", default=DEFAULT_KINDS,
                    help="calibration granularity of latency.kinds ('one': one scale; '+weights': the weights term)")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "latency_accuracy")
     p.add_argument("--recalibrate", action="store_true",

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .kinds import KINDS
+from .kinds import DEFAULT_KINDS, KINDS
 from .table import ENTRY_STATISTICS
 
 if TYPE_CHECKING:  # the commands import lazily, so that --help is instant
@@ -297,6 +297,9 @@ def _add_shape_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m latency`."""
+    from .build import CALIBRATION_NETWORKS
+    from .probes import DEVICE_CALIBRATION_NETWORKS
+
     p = argparse.ArgumentParser(prog="python -m latency", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -308,11 +311,14 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--recalibrate", action="store_true",
                    help="time the calibration networks again on a built table (the host's speed moves over "
                         "hours; the previous calibration is kept in calibration_history)")
-    b.add_argument("--calibration-networks", type=int, default=10,
-                   help="whole networks timed to fit the table's scale (0: none)")
-    b.add_argument("--calibration-kinds", choices=KINDS, default="one",
-                   help="one scale (default), or also a factor per kind of block fitted on the same networks "
-                        "(e.g. kernel-se); changing it on a built table refits without timing anything")
+    b.add_argument("--calibration-networks", type=int, default=None,
+                   help=f"whole networks timed to fit the table's calibration (0: none; default "
+                        f"{CALIBRATION_NETWORKS} for a new table, a built table's own count)")
+    b.add_argument("--calibration-kinds", choices=KINDS, default=None,
+                   help=f"what the calibration fits: one scale, or also a factor per kind of block and a term "
+                        f"per million weights, each kept only where leave-one-out says it helps (default "
+                        f"{DEFAULT_KINDS} for a new table, a built table's own); changing it on a built table "
+                        f"refits without timing anything")
     b.add_argument("--entry-statistic", choices=ENTRY_STATISTICS, default=None,
                    help="what entries are read at (default: the table's, else --statistic); cold_p10 reads "
                         "each block's runs with its weights evicted, as inside a network; changing it on a "
@@ -370,8 +376,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--runs", type=int, default=50)
     e.add_argument("--warmup", type=int, default=10)
-    e.add_argument("--calibration", "--calibration-networks", dest="calibration_networks", type=int, default=10,
-                   metavar="K", help="whole networks of the space to time, spread over size and kinds (default 10)")
+    e.add_argument("--calibration", "--calibration-networks", dest="calibration_networks", type=int,
+                   default=DEVICE_CALIBRATION_NETWORKS, metavar="K",
+                   help=f"whole networks of the space to time, spread over size and kinds "
+                        f"(default {DEVICE_CALIBRATION_NETWORKS})")
     e.add_argument("--networks-only", action="store_true",
                    help="write only the calibration networks (to calibrate a host table), no probes")
     e.add_argument("--quiet", action="store_true")
@@ -391,8 +399,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("measurements", help="ingest's measurements.json, an ingested table, or a JSON list of "
                                         "{genotype, measured_ms}")
     c.add_argument("--out", required=True, help="device table JSON")
-    c.add_argument("--kinds", default="kernel-se",
-                   help="what gets its own factor: one, block, kernel, kernel-se (default), kernel-se-stride, ...")
+    c.add_argument("--kinds", default=DEFAULT_KINDS,
+                   help=f"what gets its own factor: one, block, kernel, kernel-se, kernel-se-stride, ..., each with "
+                        f"an optional +weights (a term per million weights); default {DEFAULT_KINDS}")
     c.add_argument("--ridge", default="auto", help="shrinkage toward one scale: auto (leave-one-out) or a number")
     c.add_argument("--overhead", choices=("auto", "on", "off"), default="auto",
                    help="fit a constant per-network overhead (auto: when leave-one-out says it helps)")

@@ -19,11 +19,15 @@ from search_space.yamlfile import read_yaml_file
 from .drift import entry_with_reference, merge_pass, passes_done, rebase, time_with_reference
 from .errors import LatencyTableError
 from .keys import Spec, genotype_keys, space_specs
+from .kinds import DEFAULT_KINDS
 from .measure import LEGACY_WINDOW_S, Settings, Timing, host_metadata
 from .table import LatencyTable, drift_corrected
 
 # Calibration networks are sampled from this seed family; validation uses others and skips them.
 CALIBRATION_SEED = "hwnas-latency-calibration"
+# Whole networks a host build times to fit its calibration: the weights term and per-kind factors
+# need about this many (docs/benchmarks.md, mnas@96: 30 gave 92-93%, 60 gave 100% within +-10%).
+CALIBRATION_NETWORKS = 60
 # Models timed round-robin together. Large batches spread each model's runs over a longer stretch
 # of the host's shifting speed (see Settings.window_s) for the same total time.
 PROBE_BATCH = 64
@@ -130,12 +134,14 @@ def measure_specs(specs: Sequence[Spec], settings: Settings, act: str, resolutio
 
 def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolution: int | None = None,
                 settings: Settings | None = None, num_classes: int = 1000, in_channels: int = 3,
-                calibration_networks: int = 10, batch: int = PROBE_BATCH, progress: bool = True, overwrite: bool = False,
-                log: Callable[[str], None] | None = None, calibration_kinds: str = "one",
+                calibration_networks: int | None = None, batch: int = PROBE_BATCH, progress: bool = True, overwrite: bool = False,
+                log: Callable[[str], None] | None = None, calibration_kinds: str | None = None,
                 recalibrate: bool = False, entry_statistic: str | None = None) -> LatencyTable:
     """Measure every entry of the space that `out` lacks, saving atomically after each batch.
 
     An existing `out` measured the same way is resumed: its entries are kept and skipped.
+    `calibration_networks` and `calibration_kinds` left None keep a built table's calibration as
+    it is; a new table gets CALIBRATION_NETWORKS networks and DEFAULT_KINDS (see `calibration_plan`).
     `recalibrate` times the calibration networks again even when the table has them (the
     previous calibration is kept in `calibration_history`). `entry_statistic` sets what entries
     are read at (`cold_p10`: each probe's runs with its weights evicted; None keeps the table's);
@@ -179,6 +185,7 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
                 bar.update(len(chunk))
     entries_s = time.perf_counter() - t0
     reread = entry_statistic is not None and entry_statistic != table.entry_statistic
+    calibration_networks, calibration_kinds = calibration_plan(table, calibration_networks, calibration_kinds)
     if entry_statistic is not None:
         table.meta.setdefault("measurement", {})["entry_statistic"] = entry_statistic
     calibrated = bool(calibration_networks and (recalibrate or _needs_calibration(table, calibration_networks)))
@@ -201,6 +208,23 @@ def build_table(space: SearchSpace | str | Path, out: str | Path | None, resolut
     if out_p is not None:
         table.save(out_p)
     return table
+
+
+def calibration_plan(table: LatencyTable, networks: int | None, kinds: str | None) -> tuple[int, str]:
+    """(networks, kinds) a build calibrates with: those given, else the table's own, else the defaults.
+
+    A table goes on as it was calibrated unless asked otherwise (a search's cached table is not
+    re-timed because a default moved); the default kinds need MIN_NETWORKS networks to be fitted
+    and fall back to the one scale with fewer.
+    """
+    from .calibrate import MIN_NETWORKS
+
+    cal = table.meta.get("calibration") or {}
+    if networks is None:
+        networks = len(cal.get("networks", [])) if cal else CALIBRATION_NETWORKS
+    if kinds is None:
+        kinds = cal.get("kinds", "one") if cal else (DEFAULT_KINDS if networks >= MIN_NETWORKS else "one")
+    return networks, kinds
 
 
 def _needs_calibration(table: LatencyTable, n: int) -> bool:

@@ -20,11 +20,14 @@ MANIFEST_VERSION = 1
 PROBES_DIR = "probes"
 NETWORKS_DIR = "networks"
 LOGS_DIR = "logs"
+# Whole networks the kit times for `calibrate`: on OFA's Note10 data, 20 put 94% of the other networks
+# within +-10% and 10 put 78% (docs/benchmarks.md); a phone times 20 networks in about a minute.
+DEVICE_CALIBRATION_NETWORKS = 20
 
 
 def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resolution: int | None = None,
                   num_classes: int = 1000, in_channels: int = 3, threads: int = 1, runs: int = 50,
-                  warmup: int = 10, calibration_networks: int = 10, progress: bool = True,
+                  warmup: int = 10, calibration_networks: int = DEVICE_CALIBRATION_NETWORKS, progress: bool = True,
                   log: Callable[[str], None] | None = None, networks_only: bool = False) -> dict[str, Any]:
     """Write probes/<key>.tflite, networks/calib-NN.tflite, manifest.json and run_probes.sh; returns the manifest.
 

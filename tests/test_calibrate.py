@@ -25,6 +25,7 @@ from latency.calibrate import (
     spread_genotypes,
 )
 from latency.keys import INVOKE_KEY, genotype_keys, space_specs
+from latency.kinds import DEFAULT_KINDS
 from search_space.space import SearchSpace, load_space
 
 TINY_SPACE = """\
@@ -209,7 +210,7 @@ def test_cli_round_trip_export_fake_logs_ingest_calibrate(host: LatencyTable, sp
     out = capsys.readouterr().out
     assert "leave-one-out, per-kind factors" in out and "held out (2)" in out
     table = LatencyTable.load(dev)
-    assert table.device["model"] == "FakePhone 4" and table.meta["calibration"]["kinds"] == "kernel-se"
+    assert table.device["model"] == "FakePhone 4" and table.meta["calibration"]["kinds"] == DEFAULT_KINDS
     fitted = [r for r in table.meta["calibration"]["networks"] if r["fitted"]]
     assert len(fitted) == 6
     for r in fitted:  # six networks cannot pin ten kinds for others, but the table reproduces its own
@@ -247,7 +248,7 @@ def test_bad_inputs_are_one_line_errors(host: LatencyTable, space: SearchSpace, 
 
 def test_design_of_keys(host: LatencyTable, space: SearchSpace) -> None:
     gs = _networks(space, 5)
-    kinds, parts, totals = design(host, [host.keys_for(g) for g in gs])
+    kinds, parts, totals = design(host, [host.keys_for(g) for g in gs], "kernel-se")
     assert parts.shape == (5, len(kinds)) and "stem" in kinds and INVOKE_KEY not in kinds
     np.testing.assert_allclose(parts.sum(axis=1) + host.overhead_ms,
                                [host.sum_keys(genotype_keys(g, 16, 10, 3), False) for g in gs])

@@ -355,6 +355,22 @@ def test_cli_build_and_validate(tmp_path: Path, tiny_space: Path, capsys: pytest
     cal = json.loads(out.read_text())["calibration"]
     assert cal["kinds"] == "kernel-se" and len(cal["networks"]) == 4 and set(cal["leave_one_out"]) == {
         "per_kind", "one_scale"}
+    # Without calibration flags a built table keeps its own calibration: today's defaults do not re-time it.
+    assert main(["build", str(tiny_space), "--out", str(out), "--quiet", *args]) == 0
+    assert json.loads(out.read_text())["calibration"] == cal
+
+
+def test_calibration_plan_defaults_for_new_tables_only() -> None:
+    from latency.build import CALIBRATION_NETWORKS, calibration_plan
+    from latency.kinds import DEFAULT_KINDS
+
+    new = fake_table("configs/space_digits.yaml", num_classes=10, in_channels=1)
+    assert calibration_plan(new, None, None) == (CALIBRATION_NETWORKS, DEFAULT_KINDS)
+    assert calibration_plan(new, 2, None) == (2, "one")  # too few networks to fit per-kind factors
+    assert calibration_plan(new, 2, "kernel") == (2, "kernel")  # asked for: refused later, with a message
+    new.meta["calibration"] = {"scale": 1.0, "networks": [{}] * 7}
+    assert calibration_plan(new, None, None) == (7, "one")
+    assert calibration_plan(new, 30, "kernel-se") == (30, "kernel-se")
 
 
 # ---- every number of a table is checked when it is loaded ---------------------------------------------
