@@ -53,6 +53,7 @@ from bench.claims import alive, claim  # noqa: E402 - after the path set-up
 DATA = ROOT.parent / "shared" / "datasets" / "cifar10_uint8.npz"
 MARKER = b"supernet_study"  # in the command line of this study's processes
 CONFIG = ROOT / "configs" / "supernet_cifar.yaml"
+SPREAD_POOL = 64  # --spread: random members drawn per candidate, then cut into strata of multiply-adds
 SEARCH_SIZE = 1000  # the search the supernet's training is amortized over
 
 
@@ -62,13 +63,23 @@ def _sets(args: argparse.Namespace, out: Path) -> list[str]:
             f"data.subset={args.subset}", f"out={out / 'search'}"]
 
 
-def _candidates(space, k: int, seed: int) -> list:
+def _candidates(space, k: int, seed: int, spread: bool = False) -> list:
+    """`k` distinct random members; `spread`: one random member from each of `k` equal strata of multiply-adds."""
     rng = random.Random(seed)
     out: dict[str, object] = {}
-    while len(out) < k:
+    want = SPREAD_POOL * k if spread else k
+    for _ in range(100 * want):  # a space with fewer members than asked stops the draw
+        if len(out) >= want:
+            break
         g = space.sample(rng)
         out.setdefault(g.to_string(), g)
-    return list(out.values())
+    if not spread:
+        return list(out.values())[:k]
+    from search_space.cost import cost
+
+    pool = sorted(out.values(), key=lambda g: (cost(g).macs, g.to_string()))
+    edges = [round(i * len(pool) / k) for i in range(k + 1)]
+    return [rng.choice(pool[a:b]) for a, b in zip(edges, edges[1:])]
 
 
 def _done(path: Path) -> dict[tuple[str, str], dict]:
@@ -147,7 +158,7 @@ def _setup(args: argparse.Namespace, out: Path):
 
     cfg = load_config(args.config, _sets(args, out))
     space = SearchSpace.from_yaml(cfg.space)
-    gs = _candidates(space, args.candidates, args.seed)
+    gs = _candidates(space, args.candidates, args.seed, args.spread)
     seeds = [eval_seed(cfg.search.seed, g.to_string()) for g in gs]
     return cfg, gs, seeds
 
@@ -212,7 +223,8 @@ def _start_child(args: argparse.Namespace, out: Path):
     argv = [sys.executable, __file__, "--part", "standalone", "--out", str(out), "--data", str(args.data),
             "--config", str(args.config),
             "--candidates", str(args.candidates), "--seed", str(args.seed), "--subset", str(args.subset),
-            "--standalone-epochs", str(args.standalone_epochs), "--supernet-epochs", str(args.supernet_epochs)]
+            "--standalone-epochs", str(args.standalone_epochs), "--supernet-epochs", str(args.supernet_epochs),
+            *(["--spread"] if args.spread else [])]
     log = open(out / "standalone.log", "a")
     p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     pid_file.write_text(f"{p.pid}\n")
@@ -343,6 +355,9 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
             if per_std:
                 e["speedup_vs_standard"] = e["candidates_per_hour"] / (3600 / per_std)
         estimators.append(e)
+    # How far two supernets agree bounds how well either can rank anything: seed and recalibration noise.
+    agreement = [{"a": x["kind"], "b": y["kind"], **corr(acc(x["kind"]), acc(y["kind"]))}
+                 for i, x in enumerate(estimators) for y in estimators[i + 1:]]
     tested = acc("standalone-test", "test_accuracy")
     test_ref = None
     if any(t is not None for t in tested):
@@ -366,7 +381,7 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "proxy_vs_standalone": corr(px, sa), "macs_vs_standalone": corr(macs, sa), "amortized_over": SEARCH_SIZE,
         "standard_per_candidate_s": per_std, "proxy_per_candidate_s": per_px,
         "standard_candidates_per_hour": 3600 / per_std if per_std else None,
-        "supernets": estimators, "test_reference": test_ref,
+        "supernets": estimators, "supernet_agreement": agreement, "test_reference": test_ref,
         "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "standalone_test": tested[i],
                   "proxy": px[i],
                   **{e["kind"]: acc(e["kind"])[i] for e in estimators}} for i, k in enumerate(keys)],
@@ -417,6 +432,10 @@ def format_table(r: dict) -> str:
         lines.append(f"{'standard ' + std + '-epoch proxy (' + src + ')':<48}"
                      f"{'':>12}{'':>14}{'':>4}{r['standard_per_candidate_s']:>13.1f}"
                      f"{r['standard_candidates_per_hour']:>12.1f}")
+    if r.get("supernet_agreement"):
+        lines.append("supernets against each other (Kendall tau; the noise of training and recalibration):")
+        for c in r["supernet_agreement"]:
+            lines.append(f"  {c['a']} vs {c['b']}: {f(c['kendall_tau'])} (n {c['n']})")
     if r.get("standalone_retest"):
         t = r["standalone_retest"]
         lines.append(f"stand-alone test-retest (another training seed, {t['n']} candidates): mean |difference| "
@@ -464,7 +483,7 @@ def run_variant(args: argparse.Namespace, out: Path) -> int:
     folder = out / f"supernet-{name}"
     cfg = load_config(args.config, _sets(args, out) + [f"supernet.checkpoint={folder / 'supernet.pt'}"] + args.sn_set)
     space = SearchSpace.from_yaml(cfg.space)
-    gs = _candidates(space, args.candidates, args.seed)
+    gs = _candidates(space, args.candidates, args.seed, args.spread)
     from nas.results import eval_seed
 
     seeds = [eval_seed(cfg.search.seed, g.to_string()) for g in gs]
@@ -487,6 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue a study in --out")
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--seed", type=int, default=2024, help="which random members are the candidates")
+    ap.add_argument("--spread", action="store_true",
+                    help="candidates spread over the space's multiply-adds: one random member from each of "
+                         "--candidates equal strata of a random pool (a search's population spans the cost range)")
     ap.add_argument("--subset", type=int, default=5000, help="CIFAR-10 images used (80%% train, 20%% validation)")
     ap.add_argument("--supernet-epochs", type=float, default=40.0)
     ap.add_argument("--proxy-epochs", type=float, default=1.0)

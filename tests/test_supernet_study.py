@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -58,8 +59,17 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     with open(out / "retest.jsonl", "a") as f:  # the first candidate again, 2 points better
         f.write(json.dumps({"kind": "standalone-retest", "genotype": gs[0].to_string(), "accuracy": 0.52,
                             "status": "ok", "wall_s": 100.0, "train_time_s": 80.0, "epochs": 8.0}) + "\n")
+    (out / "variant-b.json").write_text(json.dumps({"name": "b", "sets": ["supernet.seed=1"]}))
+    for i, g in enumerate(gs):  # a second supernet that agrees with the first on 5 of 6 pairs
+        with open(out / "variant-b.jsonl", "a") as f:
+            f.write(json.dumps({"kind": "supernet:b", "genotype": g.to_string(), "accuracy": [0.41, 0.4, 0.42, 0.43][i],
+                                "status": "ok", "wall_s": 2.0, "train_time_s": 0.0, "epochs": 0.0}) + "\n")
     assert study.main(ns + ["--report"]) == 0
-    assert json.loads((out / "supernet_study.json").read_text())["test_reference"] is None
+    r = json.loads((out / "supernet_study.json").read_text())
+    assert r["test_reference"] is None
+    assert [(c["a"], c["b"], c["n"]) for c in r["supernet_agreement"]] == [("supernet", "supernet:b", 4)]
+    assert r["supernet_agreement"][0]["kendall_tau"] == pytest.approx(4 / 6)
+    assert "supernet vs supernet:b: +0.667 (n 4)" in capsys.readouterr().out
     for i, g in enumerate(gs):  # re-run: the same validation accuracy; on test images the order of 3, 2, 0, 1
         with open(out / "test.jsonl", "a") as f:
             f.write(json.dumps({"kind": "standalone-test", "genotype": g.to_string(), "accuracy": 0.5 + 0.01 * i,
@@ -102,3 +112,20 @@ def test_train_and_test_scores_one_training_on_both_splits(study):
     # the same training as the standard evaluator's (same seed, same accuracy), scored on the extra images too
     assert r.accuracy == plain.accuracy and r.steps == plain.steps and extra["test_images"] == 10
     assert 0.0 <= extra["test_accuracy"] <= 1.0 and extra["test_eval_s"] >= 0.0
+
+
+def test_spread_candidates_cover_the_cost_range(study):
+    from search_space import SearchSpace
+    from search_space.cost import cost
+
+    space = SearchSpace.from_yaml(ROOT / "configs" / "space_cifar_elastic.yaml")
+    plain = study._candidates(space, 8, 2024)
+    assert len({g.to_string() for g in plain}) == 8 and plain == study._candidates(space, 8, 2024)
+    spread = study._candidates(space, 8, 2024, spread=True)
+    macs = [cost(g).macs for g in spread]
+    assert len({g.to_string() for g in spread}) == 8 and macs == sorted(macs)
+    rng = random.Random(0)
+    pool = sorted(cost(space.sample(rng)).macs for _ in range(400))
+    # one member from each eighth of the pool: the lowest below the pool's 1/8 quantile, the highest above 7/8
+    assert macs[0] <= pool[len(pool) // 6] and macs[-1] >= pool[-len(pool) // 6]
+
