@@ -45,7 +45,7 @@ from search_space.genotype import parse  # noqa: E402
 from search_space.space import load_space  # noqa: E402
 
 # Cheapest first: every shipped space at its own resolution, then the MnasNet space at the sizes.
-TARGETS = ("digits@16", "cifar_oneshot@32", "cifar_narrow@32", "cifar@32", "mnas@96", "mbv3@224", "mnas@128",
+TARGETS = ("digits@16", "cifar_oneshot@32", "cifar_elastic@32", "cifar_narrow@32", "cifar@32", "mnas@96", "mbv3@224", "mnas@128",
            "mnas@160", "mnas@224")
 
 
