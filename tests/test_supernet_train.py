@@ -210,7 +210,9 @@ def test_proxycheck_compares_the_supernet_with_training(trained):
     cfg = load_config(cfg_path)
     rep = proxy_check(cfg, samples=3, long_epochs=1, seed=0, a=f"supernet:{ckpt}", b="standard")
     assert rep.a_name == "supernet" and rep.b_name == "standard 1ep" and rep.statuses == ["ok"] * 3
-    assert rep.a_time_s < rep.b_time_s
+    # both estimators' times are reported; which is faster is a benchmark's question (bench/supernet_study.py),
+    # not a test's: on tiny data a 1-epoch training can beat a supernet's BatchNorm recalibration
+    assert rep.a_time_s > 0 and rep.b_time_s > 0
     text = format_report(rep)
     assert "Kendall tau" in text and "supernet" in text
     with pytest.raises(ConfigError, match="not one of"):
