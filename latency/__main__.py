@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .kinds import DEFAULT_KINDS, KINDS
+from .kinds import CALIBRATION_NETWORKS, DEFAULT_KINDS, DEVICE_CALIBRATION_NETWORKS, KINDS
 from .table import ENTRY_STATISTICS
 
 if TYPE_CHECKING:  # the commands import lazily, so that --help is instant
@@ -297,9 +297,6 @@ def _add_shape_args(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `python -m latency`."""
-    from .build import CALIBRATION_NETWORKS
-    from .probes import DEVICE_CALIBRATION_NETWORKS
-
     p = argparse.ArgumentParser(prog="python -m latency", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 

@@ -19,15 +19,12 @@ from search_space.yamlfile import read_yaml_file
 from .drift import entry_with_reference, merge_pass, passes_done, rebase, time_with_reference
 from .errors import LatencyTableError
 from .keys import Spec, genotype_keys, space_specs
-from .kinds import DEFAULT_KINDS
+from .kinds import CALIBRATION_NETWORKS, DEFAULT_KINDS
 from .measure import LEGACY_WINDOW_S, Settings, Timing, host_metadata
 from .table import LatencyTable, drift_corrected
 
 # Calibration networks are sampled from this seed family; validation uses others and skips them.
 CALIBRATION_SEED = "hwnas-latency-calibration"
-# Whole networks a host build times to fit its calibration: the weights term and per-kind factors
-# need about this many (docs/benchmarks.md, mnas@96: 30 gave 92-93%, 60 gave 100% within +-10%).
-CALIBRATION_NETWORKS = 60
 # Models timed round-robin together. Large batches spread each model's runs over a longer stretch
 # of the host's shifting speed (see Settings.window_s) for the same total time.
 PROBE_BATCH = 64

@@ -1,4 +1,4 @@
-"""What kind of block a table key is: the groups a calibration fits one factor each to.
+"""What kind of block a table key is (the groups a calibration fits a factor each to), and the calibration defaults.
 
 Entries are whole blocks (an MBConv block is timed as one probe), so a kind is what a key says
 about a whole block. Granularities: `one` (the whole network), `block` (stem, head, op), or
@@ -24,6 +24,12 @@ KINDS = BASE_KINDS + tuple(k + WEIGHTS_SUFFIX for k in BASE_KINDS)
 # networks) and device calibration (Note10, K = 20: 94% against 93% without the term); the fit
 # keeps the per-kind factors and the term only where leave-one-out says they help.
 DEFAULT_KINDS = "kernel-se+weights"
+# Whole networks a host build times to fit its calibration: the weights term and per-kind factors
+# need about this many (docs/benchmarks.md, mnas@96: 30 gave 92-93%, 60 gave 100% within +-10%).
+CALIBRATION_NETWORKS = 60
+# Whole networks the phone kit times for `calibrate`: on OFA's Note10 data, 20 put 94% of the other
+# networks within +-10% and 10 put 78% (docs/benchmarks.md); a phone times 20 networks in about a minute.
+DEVICE_CALIBRATION_NETWORKS = 20
 
 
 def split_kinds(kinds: str) -> tuple[str, bool]:

@@ -14,15 +14,13 @@ from .build import resolve_space, space_meta
 from .calibrate import spread_genotypes
 from .errors import LatencyTableError
 from .keys import space_specs
+from .kinds import DEVICE_CALIBRATION_NETWORKS
 
 MANIFEST_FORMAT = "hwnas-latency-probes"
 MANIFEST_VERSION = 1
 PROBES_DIR = "probes"
 NETWORKS_DIR = "networks"
 LOGS_DIR = "logs"
-# Whole networks the kit times for `calibrate`: on OFA's Note10 data, 20 put 94% of the other networks
-# within +-10% and 10 put 78% (docs/benchmarks.md); a phone times 20 networks in about a minute.
-DEVICE_CALIBRATION_NETWORKS = 20
 
 
 def export_probes(space: SearchSpace | str | Path, out_dir: str | Path, resolution: int | None = None,
