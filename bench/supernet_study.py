@@ -341,12 +341,14 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
     per_std = standard_seconds([rows[("standalone", k)] for k in keys if ("standalone", k) in rows],
                                args.standard_epochs)
     estimators = []
+    scores: dict[str, list[float | None]] = {}  # each supernet's accuracies, read from the rows once
     for kind, folder, sets in _variants(out):
         summary_file = folder / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         per = mean_wall(kind)
-        e = {"kind": kind, "sets": sets, "training": summary, "vs_standalone": corr(acc(kind), sa),
-             "vs_proxy": corr(acc(kind), px), "score_s": per}
+        scores[kind] = acc(kind)
+        e = {"kind": kind, "sets": sets, "training": summary, "vs_standalone": corr(scores[kind], sa),
+             "vs_proxy": corr(scores[kind], px), "score_s": per}
         if per is not None and summary.get("train_s") is not None:
             # process-seconds: a training under torchrun occupies world_size processes (one thread each)
             e["training_s"] = summary["train_s"] * int(summary.get("world_size", 1))
@@ -356,8 +358,8 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
                 e["speedup_vs_standard"] = e["candidates_per_hour"] / (3600 / per_std)
         estimators.append(e)
     # How far two supernets agree bounds how well either can rank anything: seed and recalibration noise.
-    agreement = [{"a": x["kind"], "b": y["kind"], **corr(acc(x["kind"]), acc(y["kind"]))}
-                 for i, x in enumerate(estimators) for y in estimators[i + 1:]]
+    kinds = list(scores)
+    agreement = [{"a": a, "b": b, **corr(scores[a], scores[b])} for i, a in enumerate(kinds) for b in kinds[i + 1:]]
     tested = acc("standalone-test", "test_accuracy")
     test_ref = None
     if any(t is not None for t in tested):
@@ -366,7 +368,7 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         test_ref = {"images": max(rows[("standalone-test", k)].get("test_images", 0) for k in keys
                                   if ("standalone-test", k) in rows),
                     "validation_vs_test": corr(sa, tested), "proxy": corr(px, tested), "macs": corr(macs, tested),
-                    "supernets": {e["kind"]: corr(acc(e["kind"]), tested) for e in estimators},
+                    "supernets": {kind: corr(s, tested) for kind, s in scores.items()},
                     "rerun_max_validation_difference_points": max(same) if same else None}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -384,7 +386,7 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "supernets": estimators, "supernet_agreement": agreement, "test_reference": test_ref,
         "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "standalone_test": tested[i],
                   "proxy": px[i],
-                  **{e["kind"]: acc(e["kind"])[i] for e in estimators}} for i, k in enumerate(keys)],
+                  **{kind: s[i] for kind, s in scores.items()}} for i, k in enumerate(keys)],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "supernet_study.json").write_text(json.dumps(result, indent=1) + "\n")
