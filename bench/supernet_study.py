@@ -11,9 +11,8 @@ out, on which every estimator is scored), one torch thread per process:
 2. scores K random members with inherited weights (extract, recalibrate BatchNorm, validate);
 3. trains each of them alone for ``--proxy-epochs`` (1): today's per-candidate short-training proxy;
 4. trains each of them alone for ``--standalone-epochs`` (5): the stand-alone reference. The cost
-   comparison's standard evaluator trains ``--standard-epochs`` (5); when the reference trains
-   longer, the standard evaluator's time is taken from these runs (set-up, evaluation and that share
-   of their measured training).
+   comparison's standard evaluator trains ``--standard-epochs`` (5); its time is taken from these
+   runs (set-up and evaluation as measured, their training scaled to that many epochs).
 
 ``--retest N`` trains the first N candidates alone again with another seed, which measures the
 reference's own noise (a reference noisier than the candidates' differences caps any tau);
@@ -22,7 +21,10 @@ reference's own noise (a reference noisier than the candidates' differences caps
 it on the validation split and on the first N images of CIFAR-10's test split, which nothing else
 reads: a reference free of the small validation split's sampling noise (the estimators keep scoring
 on the validation split, as a search does). Start it twice to use both cores; the report then ranks
-every estimator against the test accuracies too.
+every estimator against the test accuracies too. ``--supernet-test N`` scores the candidates with every
+supernet of the study (the main one and each variant, as trained) on the first N test images as well:
+the supernets' own evaluation noise (how far two supernets agree on 2,000 validation images against
+10,000 test images). Start it twice to use both cores.
 
 Steps 1-3 run in this process, step 4 in a child process at the same time (one thread each; a
 2-core machine). Every finished item is appended to a JSON-lines file at once, so ``--resume``
@@ -209,6 +211,44 @@ def run_test(args: argparse.Namespace, out: Path) -> int:
     return report(args, out)
 
 
+def run_supernet_test(args: argparse.Namespace, out: Path) -> int:
+    """Every supernet of the study scores the candidates on the first N test images too (rows ``KIND@test``)."""
+    import torch
+
+    from nas.config import load_config
+    from nas.data.test_split import load_test
+    from nas.evaluate import Evaluator
+    from nas.train import accuracy
+
+    torch.set_num_threads(1)
+    cfg, gs, _ = _setup(args, out)
+    path = out / "supernet-test.jsonl"
+    test = None
+    for kind, folder, sets in _variants(out):
+        ckpt = folder / "supernet.pt"
+        if not ckpt.is_file():
+            continue
+        vcfg = load_config(args.config, _sets(args, out) + sets + [f"supernet.checkpoint={ckpt}"])
+        ev = Evaluator(vcfg.data, vcfg.train, vcfg.supernet)
+        splits = ev.prepare(gs[0].resolution)
+        if test is None:
+            x, y = load_test(vcfg.data, gs[0].resolution)
+            test = (x[:args.supernet_test], y[:args.supernet_test])
+        scorer = ev.supernet_scorer()
+        for i, g in enumerate(gs):
+            key = g.to_string()
+            if (f"{kind}@test", key) in _done(path) or not claim(out / "claims" / f"sntest-{kind}-{i}", MARKER):
+                continue
+            t0 = time.perf_counter()
+            model = scorer.model(g, splits, ev.device)  # the evaluator's own recalibration: same images, same seed
+            val = accuracy(model, splits.x_val, splits.y_val, splits, vcfg.train, ev.device)
+            acc = accuracy(model, test[0], test[1], splits, vcfg.train, ev.device)
+            _append(path, {"kind": f"{kind}@test", "genotype": key, "accuracy": acc, "validation_accuracy": val,
+                           "test_images": len(test[1]), "status": "ok", "wall_s": time.perf_counter() - t0})
+            _log(f"{kind} {i + 1}/{len(gs)}: validation {100 * val:.2f}%, test {100 * acc:.2f}%")
+    return report(args, out)
+
+
 def _alive(pid: int) -> bool:
     return alive(pid, MARKER)
 
@@ -298,10 +338,10 @@ def _variants(out: Path) -> list[tuple[str, Path, list[str]]]:
 def standard_seconds(runs: list[dict], epochs: float) -> float | None:
     """Mean seconds of the standard `epochs`-epoch evaluator, timed from the stand-alone runs.
 
-    When the reference trains longer than the standard proxy, its runs are cut to `epochs`: the set-up
-    and evaluation as measured, plus that share of the measured training (an epoch costs the same at
-    every point of the schedule)."""
-    w = [r["wall_s"] - r["train_time_s"] * max(0.0, 1.0 - epochs / r["epochs"]) for r in runs if r.get("epochs")]
+    The runs' set-up and evaluation as measured, plus their measured training scaled to `epochs` (an
+    epoch costs the same at every point of the schedule): cut when the reference trains longer than
+    the standard proxy, extended when it trains shorter."""
+    w = [r["wall_s"] - r["train_time_s"] * (1.0 - epochs / r["epochs"]) for r in runs if r.get("epochs")]
     return sum(w) / len(w) if w else None
 
 
@@ -312,7 +352,7 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
     if cfg is None:
         cfg, gs, _ = _setup(args, out)
     rows = {**_done(out / "main.jsonl"), **_done(out / "standalone.jsonl"), **_done(out / "retest.jsonl"),
-            **_done(out / "test.jsonl")}
+            **_done(out / "test.jsonl"), **_done(out / "supernet-test.jsonl")}
     for f in sorted(out.glob("variant-*.jsonl")):
         rows.update(_done(f))
     keys = [g.to_string() for g in gs]
@@ -370,6 +410,17 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
                     "validation_vs_test": corr(sa, tested), "proxy": corr(px, tested), "macs": corr(macs, tested),
                     "supernets": {kind: corr(s, tested) for kind, s in scores.items()},
                     "rerun_max_validation_difference_points": max(same) if same else None}
+    on_test = {kind: acc(f"{kind}@test") for kind in scores if any(v is not None for v in acc(f"{kind}@test"))}
+    supernet_test = None
+    if on_test:  # the supernets scored on test images: their agreement without the validation split's noise
+        supernet_test = {
+            "images": max(rows[(f"{k}@test", g)].get("test_images", 0) for k in on_test for g in keys
+                          if (f"{k}@test", g) in rows),
+            "validation_vs_test": {k: corr(scores[k], s) for k, s in on_test.items()},
+            "vs_standalone": {k: corr(s, sa) for k, s in on_test.items()},
+            "vs_standalone_test": {k: corr(s, tested) for k, s in on_test.items()} if test_ref else None,
+            "agreement": [{"a": a, "b": b, **corr(on_test[a], on_test[b])}
+                          for i, a in enumerate(list(on_test)) for b in list(on_test)[i + 1:]]}
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs (load average {os.getloadavg()[1]:.1f} over the last 5 minutes), "
@@ -384,9 +435,11 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "standard_per_candidate_s": per_std, "proxy_per_candidate_s": per_px,
         "standard_candidates_per_hour": 3600 / per_std if per_std else None,
         "supernets": estimators, "supernet_agreement": agreement, "test_reference": test_ref,
+        "supernets_on_test": supernet_test,
         "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "standalone_test": tested[i],
                   "proxy": px[i],
-                  **{kind: s[i] for kind, s in scores.items()}} for i, k in enumerate(keys)],
+                  **{kind: s[i] for kind, s in scores.items()},
+                  **{f"{kind}@test": s[i] for kind, s in on_test.items()}} for i, k in enumerate(keys)],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "supernet_study.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -456,6 +509,17 @@ def format_table(r: dict) -> str:
         if t.get("rerun_max_validation_difference_points") is not None:
             lines.append(f"(the re-run trainings' validation accuracies differ from the first ones by at most "
                          f"{t['rerun_max_validation_difference_points']:.2f} points)")
+    t = r.get("supernets_on_test")
+    if t:
+        lines.append("")
+        lines.append(f"the supernets scored on {t['images']} CIFAR-10 test images (Kendall tau):")
+        for k, c in t["validation_vs_test"].items():
+            ref = (t.get("vs_standalone_test") or {}).get(k)
+            lines.append(f"  {k}: against its own validation scores {f(c['kendall_tau'])}, against the stand-alone "
+                         f"reference {f(t['vs_standalone'][k]['kendall_tau'])}"
+                         + (f" (on test images {f(ref['kendall_tau'])})" if ref else "") + f" (n {c['n']})")
+        for c in t["agreement"]:
+            lines.append(f"  {c['a']} vs {c['b']} on test images: {f(c['kendall_tau'])} (n {c['n']})")
     for e in r["supernets"]:
         if "speedup_vs_standard" in e:
             lines.append(f"{e['kind']}: {e['training_s']:.0f} s of supernet training / {r['amortized_over']} "
@@ -516,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proxy-epochs", type=float, default=1.0)
     ap.add_argument("--standalone-epochs", type=float, default=5.0, help="the stand-alone reference's training")
     ap.add_argument("--standard-epochs", type=float, default=5.0,
-                    help="the standard evaluator of the cost comparison (timed from the stand-alone runs when shorter)")
+                    help="the standard evaluator of the cost comparison (timed from the stand-alone runs, their training scaled to these epochs)")
     ap.add_argument("--progress", action="store_true", help="a progress bar for the supernet training")
     ap.add_argument("--report", action="store_true", help="only print and write the table from what is done")
     ap.add_argument("--variant", help="train and score another supernet recipe named so, on the same candidates")
@@ -528,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-images", type=int, default=0, metavar="N",
                     help="train every candidate alone again and score it on N CIFAR-10 test images too (a reference "
                          "without the validation split's sampling noise); start it twice to use two cores")
+    ap.add_argument("--supernet-test", type=int, default=0, metavar="N",
+                    help="score the candidates with every supernet of the study on N CIFAR-10 test images too "
+                         "(the supernets' own evaluation noise); start it twice to use two cores")
     ap.add_argument("--part", choices=["main", "standalone"], default="main", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.data.is_file():
@@ -544,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_retest(args, out)
     if args.test_images:
         return run_test(args, out)
+    if args.supernet_test:
+        return run_supernet_test(args, out)
     if args.part == "standalone":
         run_standalone(args, out)
         return 0

@@ -114,9 +114,12 @@ def prepare(cfg: Config, source: str = "config") -> Setup:
     evaluator = Evaluator(cfg.data, cfg.train, cfg.supernet)
     splits = evaluator.prepare(space.resolution)  # loads (or downloads) the data now, not mid-search
     if evaluator.kind == "supernet":  # the checkpoint loads, covers the space and fits the data
-        from .supernet.evaluator import check_for_search
+        from .supernet.evaluator import check_for_search, validation_note
 
         check_for_search(evaluator, space, splits, source)
+        note = validation_note(len(splits.y_val))
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     latency = None
     if objective.kind == "latency" and cfg.objective.lut is not None:
         try:  # a given table is checked (resolution, classes) before any work

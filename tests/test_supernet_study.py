@@ -40,6 +40,11 @@ def test_standard_time_cuts_a_longer_reference_to_its_epochs(study):
     assert study.standard_seconds([{"wall_s": 1.0, "train_time_s": 0.0, "epochs": 0}], 5.0) is None
 
 
+def test_standard_time_extends_a_shorter_reference_to_its_epochs(study):
+    # 2 epochs: 10 s of set-up and evaluation, 40 s of training -> 5 epochs: 10 + 100 s
+    assert study.standard_seconds([{"wall_s": 50.0, "train_time_s": 40.0, "epochs": 2.0}], 5.0) == pytest.approx(110.0)
+
+
 def test_report_from_rows_without_training(study, tmp_path, capsys):
     data = tmp_path / "cifar.npz"
     data.write_bytes(b"")  # never read: the report only needs the candidates, drawn from the space
@@ -94,6 +99,24 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     assert "standard 5-epoch proxy (timed from the stand-alone runs)" in printed
     assert "test-retest (another training seed, 1 candidates)" in printed
     assert "scored on 10000 CIFAR-10 test images" in printed
+    assert r["supernets_on_test"] is None
+    for i, g in enumerate(gs):  # both supernets scored on test images: the first reversed, the second as on validation
+        with open(out / "supernet-test.jsonl", "a") as f:
+            for kind, acc in (("supernet@test", 0.5 - 0.01 * i), ("supernet:b@test", [0.41, 0.4, 0.42, 0.43][i])):
+                f.write(json.dumps({"kind": kind, "genotype": g.to_string(), "accuracy": acc, "test_images": 5000,
+                                    "status": "ok", "wall_s": 3.0}) + "\n")
+    assert study.main(ns + ["--report"]) == 0
+    r = json.loads((out / "supernet_study.json").read_text())
+    t = r["supernets_on_test"]
+    assert t["images"] == 5000
+    assert t["validation_vs_test"]["supernet"]["kendall_tau"] == pytest.approx(-1.0)
+    assert t["validation_vs_test"]["supernet:b"]["kendall_tau"] == pytest.approx(1.0)
+    assert t["vs_standalone"]["supernet"]["kendall_tau"] == pytest.approx(-1.0)
+    assert t["vs_standalone_test"]["supernet:b"]["kendall_tau"] == pytest.approx(1.0)  # test order 1 < 0 < 2 < 3
+    assert [(c["a"], c["b"]) for c in t["agreement"]] == [("supernet", "supernet:b")]
+    assert t["agreement"][0]["kendall_tau"] == pytest.approx(-4 / 6)
+    assert r["rows"][0]["supernet@test"] == 0.5
+    assert "supernet vs supernet:b on test images: -0.667 (n 4)" in capsys.readouterr().out
 
 
 def test_train_and_test_scores_one_training_on_both_splits(study):
@@ -129,3 +152,36 @@ def test_spread_candidates_cover_the_cost_range(study):
     # one member from each eighth of the pool: the lowest below the pool's 1/8 quantile, the highest above 7/8
     assert macs[0] <= pool[len(pool) // 6] and macs[-1] >= pool[-len(pool) // 6]
 
+
+
+def test_supernet_test_scores_every_supernet_on_test_images(study, tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from nas.supernet import SuperNet
+    from nas.supernet.checkpoint import save_supernet
+    from search_space import SearchSpace
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "cifar.npz"
+    np.savez(data, x_train=rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8), y_train=np.arange(100) % 10,
+             x_test=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_test=np.arange(40) % 10)
+    out = tmp_path / "out"
+    space = SearchSpace.from_yaml(ROOT / "configs" / "space_cifar_elastic.yaml")
+    torch.manual_seed(0)
+    save_supernet(out / "supernet" / "supernet.pt", SuperNet(space, 10, 3), 0.1)  # untrained: scoring is the point
+    (out / "variant-b.json").write_text(json.dumps({"name": "b", "sets": ["supernet.seed=1"]}))
+    torch.manual_seed(1)
+    save_supernet(out / "supernet-b" / "supernet.pt", SuperNet(space, 10, 3), 0.1)
+    ns = ["--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "supernet_cifar_elastic.yaml"),
+          "--candidates", "3", "--subset", "100", "--supernet-test", "30"]
+    assert study.main(ns) == 0
+    rows = [json.loads(line) for line in (out / "supernet-test.jsonl").read_text().splitlines()]
+    assert sorted({r["kind"] for r in rows}) == ["supernet:b@test", "supernet@test"] and len(rows) == 6
+    assert all(r["test_images"] == 30 and 0 <= r["accuracy"] <= 1 and 0 <= r["validation_accuracy"] <= 1
+               for r in rows)
+    assert study.main(ns) == 0  # resumed: nothing scored twice
+    assert len((out / "supernet-test.jsonl").read_text().splitlines()) == 6
+    r = json.loads((out / "supernet_study.json").read_text())
+    assert r["supernets_on_test"]["images"] == 30 and r["supernets_on_test"]["agreement"][0]["n"] == 3
+    assert "on 30 CIFAR-10 test images (Kendall tau)" in capsys.readouterr().out

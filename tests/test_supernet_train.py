@@ -177,6 +177,16 @@ def test_config_mistakes(trained, tmp_path):
         train_supernet(load_config(cfg_path), ckpt.parent, progress=False)
 
 
+def test_too_few_validation_images_are_named_before_a_search(trained, capsys):
+    from nas.supernet.evaluator import MIN_VALIDATION_IMAGES, validation_note
+
+    cfg_path, ckpt = trained
+    prepare(load_config(cfg_path, ["train.evaluator=supernet", f"supernet.checkpoint={ckpt}"]))
+    err = capsys.readouterr().err
+    assert "note: the supernet scores candidates on" in err and "data.val_fraction" in err
+    assert "up to 1.6 points" in validation_note(1000) and validation_note(MIN_VALIDATION_IMAGES) is None
+
+
 def test_extract_cli_weights_load_in_scaling_and_export(trained, tmp_path):
     from nas.supernet.__main__ import main
     from scaling.cli import main as scaling_main
