@@ -580,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proxy-epochs", type=float, default=1.0)
     ap.add_argument("--standalone-epochs", type=float, default=5.0, help="the stand-alone reference's training")
     ap.add_argument("--standard-epochs", type=float, default=5.0,
-                    help="the standard evaluator of the cost comparison (timed from the stand-alone runs, their training scaled to these epochs)")
+                    help="the standard evaluator of the cost comparison (timed from the stand-alone runs, "
+                         "their training scaled to these epochs)")
     ap.add_argument("--progress", action="store_true", help="a progress bar for the supernet training")
     ap.add_argument("--report", action="store_true", help="only print and write the table from what is done")
     ap.add_argument("--variant", help="train and score another supernet recipe named so, on the same candidates")
