@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scaling.family import compound_family, format_table, latency_ms, write_members
+from scaling.family import compound_family, family_latencies_ms, format_table, write_members
 from search_space.cost import cost
 from search_space.genotype import Genotype
 from search_space.references import reference
@@ -101,7 +101,7 @@ def run_pipeline(cfg: Config, resume: bool = False, progress: bool = True,
                               num_classes=num_classes, in_channels=in_channels, divisor=cfg.scaling.divisor)
     write_members(members, root / "family")
     base_macs = cost(baseline, num_classes=num_classes, in_channels=in_channels).macs
-    latencies = [latency_ms(cfg.scaling.lut, m.genotype) for m in members]
+    latencies = family_latencies_ms(cfg.scaling.lut, [m.genotype for m in members])
     family_table = format_table(members, base_macs, latencies)
     stages["total"] = time.perf_counter() - t0
     stages = _add_times(root / "times.json", stages)

@@ -16,7 +16,7 @@ from search_space.vocab import MAX_RESOLUTION
 from search_space.yamlfile import read_yaml_file
 
 from .compound import PAPER_COEFFICIENTS
-from .family import compound_family, format_table, latency_ms, official_family, write_members
+from .family import compound_family, family_latencies_ms, format_table, official_family, write_members
 
 
 class CliError(Exception):
@@ -44,7 +44,7 @@ def _emit(args: argparse.Namespace) -> int:
         paths = write_members(members, args.out)
         if not args.json:
             print(f"wrote {len(paths)} genotype files to {args.out}", file=sys.stderr)
-    latencies = [latency_ms(args.lut, m.genotype) for m in members] if args.lut else None
+    latencies = family_latencies_ms(args.lut, [m.genotype for m in members])
     if args.json:
         rows = [m.row() for m in members]
         for row, ms in zip(rows, latencies or []):

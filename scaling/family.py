@@ -1,7 +1,7 @@
 """Emit a scaled family (rows of width, depth, resolution, params, MACs) from any genotype."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -111,12 +111,36 @@ def latency_ms(lut: str | Path | None, g: Genotype) -> float | None:
     """
     if lut is None:
         return None
-    from latency.predictor import Predictor, open_table
+    from latency.predictor import Predictor
+
+    return round(Predictor(_table(lut), resolution=g.resolution, measure_missing=True)(g), 6)
+
+
+def family_latencies_ms(lut: str | Path | None, genotypes: Sequence[Genotype]) -> list[float] | None:
+    """`latency_ms` of several networks, all read from one state of the table; None without a table.
+
+    What any of them lacks is measured first: a new entry can lower the table's invoke overhead (the
+    fastest entry caps it), so predicting one member before the next member's blocks were added would
+    give numbers that a second reading of the saved table does not repeat.
+    """
+    if lut is None:
+        return None
+    from latency.predictor import Predictor
+
+    table = _table(lut)
+    missing = list(dict.fromkeys(k for g in genotypes for k in table.missing(g, g.resolution)))
+    if missing:
+        Predictor(table, measure_missing=True).measure(missing)
+    return [latency_ms(lut, g) for g in genotypes]
+
+
+def _table(lut: str | Path):
+    from latency.predictor import open_table
 
     key = str(lut)
     if key not in _TABLES:
         _TABLES[key] = open_table(key)
-    return round(Predictor(_TABLES[key], resolution=g.resolution, measure_missing=True)(g), 6)
+    return _TABLES[key]
 
 
 _TABLES: dict[str, object] = {}
