@@ -1,24 +1,19 @@
 """bench/cifar_study.py without training: skipping, references, the shared queue and the report (seconds)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def cs():
-    spec = importlib.util.spec_from_file_location("cifar_study", ROOT / "bench" / "cifar_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["cifar_study"] = mod  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("cifar_study")
 
 
 def _study(cs, tmp_path: Path, doc: Path | None = None):

@@ -1,19 +1,11 @@
 """bench/supernet_kernel_bias.py without CIFAR-10: the kernel rewrite and the clean skip."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("supernet_kernel_bias", ROOT / "bench" / "supernet_kernel_bias.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["supernet_kernel_bias"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("supernet_kernel_bias")
 
 
 def test_every_block_kernel_changes_and_the_stem_keeps_its_own():

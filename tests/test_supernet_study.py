@@ -1,24 +1,19 @@
 """bench/supernet_study.py without training: skipping, the standard evaluator's timing, the report (seconds)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("supernet_study", ROOT / "bench" / "supernet_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["supernet_study"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("supernet_study")
 
 
 def test_skips_without_data(study, tmp_path, capsys):
