@@ -163,8 +163,8 @@ def check_for_search(evaluator: Any, space: Any, splits: Splits, source: str = "
 
 
 # Below this many validation images one candidate's accuracy carries a binomial error near a point, about
-# the spread between random members of a space; the supernet scored two trainings' rankings on 2,000 images
-# at tau +0.23-0.65 and on 10,000 at +0.55-0.85 (docs/supernet.md).
+# the spread between random members of a space; two supernets ranked the same candidates alike on 2,000 images
+# at tau +0.23-0.52 and on 10,000 at +0.51-0.85 (docs/supernet.md).
 MIN_VALIDATION_IMAGES = 5000
 
 
