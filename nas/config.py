@@ -19,6 +19,7 @@ from .controllers import CONTROLLERS
 from .nni_bridge.names import NAMES as NNI_NAMES
 from .reward import KINDS, PRESETS, Objective, weights
 from .schema import ConfigError, apply_sets, build, option, to_dict
+from .supernet.net import KERNEL_SHARING
 from .units import UnitError, parse_target
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -169,6 +170,9 @@ class SupernetConfig:
     num_random: int = option(2, lo=0, hi=16)        # sandwich: random members per step
     distill: bool = True                            # sandwich: in-place distillation from the largest member
     balance_ops: bool = False                       # random members: each op family (conv/sepconv/MBConv) 1/3
+    # smaller kernels: the centre of the largest (BigNAS), that centre through a learned matrix
+    # (Once-for-All's kernel transformation), or their own weights (docs/supernet.md)
+    kernel_sharing: str = option("centre", choices=KERNEL_SHARING)
     epochs: float = option(30.0, lo=0.0, lo_open=True)  # supernet training length (train.epochs is the proxy's)
     steps: int | None = option(None, lo=1)          # when set, wins over epochs
     seed: int = option(0, lo=0)                     # weights, data order and sampled members

@@ -25,6 +25,16 @@ def load_bench(name: str) -> ModuleType:
     return mod
 
 
+def write_fake_cifar(path: Path, train: int = 100, test: int = 40) -> Path:
+    """A file shaped like ../shared/datasets/cifar10_uint8.npz with random images (labels cycle over 10)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 256, (train, 32, 32, 3), dtype=np.uint8), y_train=np.arange(train) % 10,
+             x_test=rng.integers(0, 256, (test, 32, 32, 3), dtype=np.uint8), y_test=np.arange(test) % 10)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _no_latency_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests time models for behaviour, not for figures: no minimum measuring window (seconds each)."""

@@ -177,3 +177,74 @@ def test_covers_compares_the_mobilenet_v3_knobs():
     assert covers(spec, other) is None
     assert "se_gate sigmoid" in covers(spec, {**spec, "se_gate": "sigmoid"})
     assert "head_mix [1280]" in covers(spec, {**spec, "head_mix": [1280]})
+
+
+@pytest.mark.parametrize("sharing", ["transform", "separate"])
+@pytest.mark.parametrize("space_file", ["space_digits.yaml", "space_mbv3.yaml"])
+def test_kernel_sharing_variants_extract_exactly(space_file, sharing):
+    space = load_space(ROOT / "configs" / space_file)
+    torch.manual_seed(0)
+    net = SuperNet(space, 10, 3, kernel_sharing=sharing)
+    _scramble(net)
+    with torch.no_grad():  # move the transforms off the identity, so that using them shows
+        for name, p in net.named_parameters():
+            if ".transform." in name:
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.1)
+    net.eval()
+    res = SMALL[space_file]
+    x = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(1))
+    rng = random.Random(sharing)
+    for g in [space.sample(rng) for _ in range(3)] + [smallest(space)]:
+        model = net.extract(g)
+        assert sum(p.numel() for p in model.parameters()) == cost(g, in_channels=3, num_classes=10).params
+        with torch.no_grad():
+            a, b = net(x, g), model(x)
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5), (g.to_string(), (a - b).abs().max().item())
+
+
+def test_kernel_transform_chains_from_the_largest_kernel_and_starts_as_the_centre():
+    from nas.supernet.net import SuperConvBN
+
+    centre = SuperConvBN(4, 6, 7, depthwise=True, kernels=[3, 5, 7])
+    torch.manual_seed(0)
+    conv = SuperConvBN(4, 6, 7, depthwise=True, kernels=[3, 5, 7], sharing="transform")
+    with torch.no_grad():
+        centre.weight.copy_(conv.weight)
+    for k in (3, 5, 7):  # identity transforms: the plain centre
+        assert torch.equal(conv.kernel_weight(4, 6, k), centre.kernel_weight(4, 6, k))
+    m5, m3 = torch.randn(25, 25), torch.randn(9, 9)
+    with torch.no_grad():
+        conv.transform["k5"].copy_(m5)
+        conv.transform["k3"].copy_(m3)
+    w5 = (conv.weight[:, :, 1:6, 1:6].reshape(6, 1, 25) @ m5).reshape(6, 1, 5, 5)
+    w3 = (w5[:, :, 1:4, 1:4].reshape(6, 1, 9) @ m3).reshape(6, 1, 3, 3)
+    assert torch.allclose(conv.kernel_weight(4, 6, 5), w5) and torch.allclose(conv.kernel_weight(4, 3, 3), w3[:3])
+    with pytest.raises(ValueError, match="not one of the supernet's"):
+        SuperConvBN(4, 6, 5, kernels=[5]).kernel_weight(4, 6, 3)
+
+
+def test_separate_kernels_train_their_own_weights():
+    space = load_space(ROOT / "configs" / "space_digits.yaml")
+    net = SuperNet(space, 10, 1, kernel_sharing="separate")
+    sample = space.encode(space.sample(random.Random(2)))
+    sample.update({"s2.op": "mbconv3", "s2.kernel": 3})
+    g = space.decode(sample)
+    net(torch.randn(2, 1, 16, 16), g).sum().backward()
+    dw = net.stages[1][0].families["ir"]["dw"]
+    assert dw.weight.grad is None and dw.small["k3"].grad.abs().sum() > 0  # the 5x5 weights are not touched
+    model = net.extract(g)
+    assert torch.equal(model.blocks[1].body[1][0].weight, dw.small["k3"][:24])
+
+
+def test_checkpoint_keeps_the_kernel_sharing(tmp_path):
+    space = load_space(ROOT / "configs" / "space_digits.yaml")
+    net = SuperNet(space, 10, 1, kernel_sharing="transform")
+    again, _ = load_supernet(save_supernet(tmp_path / "s.pt", net, 0.1))
+    assert again.kernel_sharing == "transform" and again.state_dict().keys() == net.state_dict().keys()
+    old = torch.load(tmp_path / "s.pt", weights_only=True)
+    old.pop("kernel_sharing")
+    old["model"] = SuperNet(space, 10, 1).state_dict()
+    torch.save(old, tmp_path / "old.pt")
+    assert load_supernet(tmp_path / "old.pt")[0].kernel_sharing == "centre"  # files written before the key
+    with pytest.raises(ValueError, match="expected one of centre, transform, separate"):
+        SuperNet(space, 10, 1, kernel_sharing="middle")

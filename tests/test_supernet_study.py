@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import load_bench
+from conftest import load_bench, write_fake_cifar
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,17 +150,13 @@ def test_spread_candidates_cover_the_cost_range(study):
 
 
 def test_supernet_test_scores_every_supernet_on_test_images(study, tmp_path, capsys):
-    import numpy as np
     import torch
 
     from nas.supernet import SuperNet
     from nas.supernet.checkpoint import save_supernet
     from search_space import SearchSpace
 
-    rng = np.random.default_rng(0)
-    data = tmp_path / "cifar.npz"
-    np.savez(data, x_train=rng.integers(0, 256, (100, 32, 32, 3), dtype=np.uint8), y_train=np.arange(100) % 10,
-             x_test=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y_test=np.arange(40) % 10)
+    data = write_fake_cifar(tmp_path / "cifar.npz")
     out = tmp_path / "out"
     space = SearchSpace.from_yaml(ROOT / "configs" / "space_cifar_elastic.yaml")
     torch.manual_seed(0)

@@ -86,6 +86,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
     # Another config cannot continue this training; a fresh start into it is refused too.
     with pytest.raises(TrainError, match="train.lr"):
         train_supernet(load_config(cfg, ["train.lr=0.2"]), tmp_path / "cut", resume=True, progress=False)
+    with pytest.raises(TrainError, match="supernet.kernel_sharing"):
+        train_supernet(load_config(cfg, ["supernet.kernel_sharing=separate"]), tmp_path / "cut", resume=True,
+                       progress=False)
     with pytest.raises(TrainError, match="not empty"):
         train_supernet(load_config(cfg), tmp_path / "cut", progress=False)
     again = train_supernet(load_config(cfg), tmp_path / "cut", resume=True, progress=False)
@@ -167,6 +170,8 @@ def test_config_mistakes(trained, tmp_path):
         load_config(cfg_path, ["train.evaluator=supernet"])
     with pytest.raises(ConfigError, match="supernet.sampling"):
         load_config(cfg_path, ["supernet.sampling=sideways"])
+    with pytest.raises(ConfigError, match="supernet.kernel_sharing.*not one of .*transform"):
+        load_config(cfg_path, ["supernet.kernel_sharing=middle"])
     with pytest.raises(ConfigError, match="does not exist"):
         prepare(load_config(cfg_path, ["train.evaluator=supernet", f"supernet.checkpoint={tmp_path / 'none.pt'}"]))
     (tmp_path / "wide.yaml").write_text(SPACE.replace("[16]", "[16, 20]"))

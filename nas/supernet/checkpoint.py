@@ -4,7 +4,7 @@ Both are written atomically (`search_space.files.atomic_write_bytes`) and hold o
 plain values, so they load with ``torch.load(..., weights_only=True)``:
 
 - ``supernet.pt``: ``{"format": "hwnas-supernet", "version", "space", "num_classes",
-  "in_channels", "bn_momentum", "model", "meta"}``, ``space`` being the validated mapping of the
+  "in_channels", "bn_momentum", "kernel_sharing", "model", "meta"}``, ``space`` being the validated mapping of the
   search space (`SearchSpace.to_dict`), ``model`` the supernet's state dict;
 - ``train_state.pt``: the same plus ``"step"``, ``"optimizer"`` and ``"fingerprint"`` (what
   may not change across a resume).
@@ -50,7 +50,8 @@ def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 def supernet_payload(net: SuperNet, bn_momentum: float, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The mapping a supernet file holds."""
     return {"format": FORMAT, "version": VERSION, "space": net.space.to_dict(), "num_classes": net.num_classes,
-            "in_channels": net.in_channels, "bn_momentum": float(bn_momentum), "model": _cpu_state(net),
+            "in_channels": net.in_channels, "bn_momentum": float(bn_momentum),
+            "kernel_sharing": net.kernel_sharing, "model": _cpu_state(net),
             "meta": dict(meta or {})}
 
 
@@ -91,7 +92,9 @@ def read_payload(path: str | Path, data: bytes | None = None, expect: str = FORM
 def net_from_payload(obj: Mapping[str, Any], source: str = "<checkpoint>") -> SuperNet:
     """The SuperNet a payload describes, with its weights loaded (on the CPU)."""
     space = SearchSpace(obj["space"], source=source)
-    net = SuperNet(space, int(obj["num_classes"]), int(obj["in_channels"]), float(obj.get("bn_momentum", 0.1)))
+    # Files written before kernel_sharing existed are centre-shared.
+    net = SuperNet(space, int(obj["num_classes"]), int(obj["in_channels"]), float(obj.get("bn_momentum", 0.1)),
+                   str(obj.get("kernel_sharing", "centre")))
     net.load_state_dict(obj["model"])
     return net
 

@@ -3,7 +3,9 @@
 Per layer of every stage it holds one block of weights per *op family* (``cn`` regular conv,
 ``ds`` depthwise-separable, ``ir`` MBConv); within a family the shapes nest and are shared:
 
-- kernel: the centre ``k x k`` of the largest kernel (BigNAS, OFA without the transform);
+- kernel (`KERNEL_SHARING`): the centre ``k x k`` of the largest kernel (``centre``, BigNAS), that
+  centre through a learned ``k^2 x k^2`` matrix per conv and smaller kernel (``transform``,
+  Once-for-All's kernel transformation), or separate weights per kernel size (``separate``);
 - channels: the first ``c`` output / input channels of every conv, BN and SE weight;
 - expansion: the first ``expanded_channels(c_in, e)`` channels of the MBConv expansion (``e = 1``
   skips it, as the builder does, and uses the first ``c_in`` channels of the depthwise and
@@ -43,6 +45,8 @@ from search_space.space import OP_CHOICES, SearchSpace, load_space
 from search_space.vocab import se_activation
 
 BN_EPS = 1e-3  # the builder's
+# How the smaller kernels of a conv use its weights (`supernet.kernel_sharing`).
+KERNEL_SHARING = ("centre", "transform", "separate")
 # The builder's activation and gate modules, not in place: a supernet slice's output feeds autograd.
 _ACTS = {name: cls() for name, cls in ACTIVATION_MODULES.items()}
 _GATES = {name: cls() for name, cls in GATE_MODULES.items()}
@@ -53,23 +57,62 @@ def _act(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 class SuperConvBN(nn.Module):
-    """The widest conv (no bias) + BatchNorm of a slot; any (out, in, kernel) runs as a slice."""
+    """The widest conv (no bias) + BatchNorm of a slot; any (out, in, kernel) runs as a slice.
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, depthwise: bool = False, bn_momentum: float = 0.1) -> None:
+    `kernels` are the kernel sizes members may use (default: only the widest); how the smaller ones
+    share the widest one's weights is `sharing` (one of `KERNEL_SHARING`).
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, depthwise: bool = False, bn_momentum: float = 0.1,
+                 kernels: list[int] | None = None, sharing: str = "centre") -> None:
         super().__init__()
+        if sharing not in KERNEL_SHARING:
+            raise ValueError(f"kernel sharing {sharing!r}: expected one of {', '.join(KERNEL_SHARING)}")
         self.depthwise = depthwise
         self.kernel = kernel
+        self.sharing = sharing
+        # The smaller kernels, largest first: Once-for-All's transforms chain 7 -> 5 -> 3.
+        self.smaller = sorted({k for k in (kernels or [kernel]) if k < kernel}, reverse=True)
         self.weight = nn.Parameter(torch.empty(c_out, 1 if depthwise else c_in, kernel, kernel))
         self.bn = nn.BatchNorm2d(c_out, eps=BN_EPS, momentum=bn_momentum)
-        fan_out = kernel * kernel * (1 if depthwise else c_out)  # per group, as the builder's init
-        nn.init.normal_(self.weight, 0.0, (2.0 / fan_out) ** 0.5)
+        self._init(self.weight)
+        if sharing == "separate" and self.smaller:
+            self.small = nn.ParameterDict({f"k{k}": nn.Parameter(torch.empty(c_out, self.weight.shape[1], k, k))
+                                           for k in self.smaller})
+            for w in self.small.values():
+                self._init(w)
+        if sharing == "transform" and self.smaller:
+            # Identity at the start: the transformed centre is the plain centre until training moves it.
+            self.transform = nn.ParameterDict({f"k{k}": nn.Parameter(torch.eye(k * k)) for k in self.smaller})
+
+    def _init(self, w: torch.Tensor) -> None:
+        k = w.shape[-1]
+        fan_out = k * k * (1 if self.depthwise else w.shape[0])  # per group, as the builder's init
+        nn.init.normal_(w, 0.0, (2.0 / fan_out) ** 0.5)
+
+    def kernel_weight(self, c_in: int, c_out: int, kernel: int) -> torch.Tensor:
+        """The (c_out, c_in or 1, kernel, kernel) weight a member's conv uses."""
+        if kernel > self.kernel or kernel % 2 == 0 or (kernel < self.kernel and kernel not in self.smaller):
+            raise ValueError(f"kernel {kernel} is not one of the supernet's {[self.kernel, *self.smaller]}")
+        ci = 1 if self.depthwise else c_in
+        if kernel == self.kernel or self.sharing == "centre":
+            off = (self.kernel - kernel) // 2
+            return self.weight[:c_out, :ci, off:off + kernel, off:off + kernel]
+        if self.sharing == "separate":
+            return self.small[f"k{kernel}"][:c_out, :ci]
+        w, size = self.weight[:c_out, :ci], self.kernel
+        for k in self.smaller:
+            if k < kernel:
+                break
+            off = (size - k) // 2
+            centre = w[:, :, off:off + k, off:off + k]
+            w = (centre.reshape(*centre.shape[:2], k * k) @ self.transform[f"k{k}"]).reshape(centre.shape)
+            size = k
+        return w
 
     def piece(self, c_in: int, c_out: int, kernel: int, stride: int, act: str | None) -> ConvPiece:
         """The slice that a (c_in -> c_out, kernel, stride) conv of a subnet uses."""
-        if kernel > self.kernel or kernel % 2 == 0:
-            raise ValueError(f"kernel {kernel} does not fit the supernet's {self.kernel}")
-        off = (self.kernel - kernel) // 2
-        w = self.weight[:c_out, : (1 if self.depthwise else c_in), off:off + kernel, off:off + kernel]
+        w = self.kernel_weight(c_in, c_out, kernel)
         bn = self.bn
         return ConvPiece(w, bn.weight[:c_out], bn.bias[:c_out], bn.running_mean[:c_out], bn.running_var[:c_out],
                          bn.num_batches_tracked, bn.momentum, stride, c_out if self.depthwise else 1, act)
@@ -159,7 +202,7 @@ class SuperLayer(nn.Module):
 
     def __init__(self, ops: list[str], kernels: list[int], ses: list[float], c_in: int, c_out: int,
                  c_in_choices: list[int], bn_momentum: float, se_gate: str = "sigmoid",
-                 c_out_choices: list[int] | None = None) -> None:
+                 c_out_choices: list[int] | None = None, kernel_sharing: str = "centre") -> None:
         super().__init__()
         self.se_gate = se_gate
         fams: dict[str, list[int]] = {}
@@ -175,9 +218,10 @@ class SuperLayer(nn.Module):
             return max(squeeze_channels(ci, mid, r, se_gate) for ci, ms in mids.items() for mid in ms for r in ratios)
 
         bn = dict(bn_momentum=bn_momentum)
+        kk = dict(kernels=list(kernels), sharing=kernel_sharing)
         self.families = nn.ModuleDict()
         if "cn" in fams:
-            m = nn.ModuleDict({"conv": SuperConvBN(c_in, c_out, k, **bn)})
+            m = nn.ModuleDict({"conv": SuperConvBN(c_in, c_out, k, **bn, **kk)})
             if ratios:
                 m["se"] = SuperSE(c_out, widest_squeeze({ci: outs for ci in c_in_choices}))
             self.families["cn"] = m
@@ -188,7 +232,7 @@ class SuperLayer(nn.Module):
             m = nn.ModuleDict()
             if any(e != 1 for e in fams[op]):
                 m["expand"] = SuperConvBN(c_in, mid, 1, **bn)
-            m["dw"] = SuperConvBN(mid, mid, k, depthwise=True, **bn)
+            m["dw"] = SuperConvBN(mid, mid, k, depthwise=True, **bn, **kk)
             if ratios:
                 m["se"] = SuperSE(mid, widest_squeeze({ci: [expanded_channels(ci, e) for e in fams[op]]
                                                        for ci in c_in_choices}))
@@ -238,8 +282,11 @@ class SuperNet(nn.Module):
     """All members of a search space in one module; `forward(x, genotype)` runs one of them."""
 
     def __init__(self, space: SearchSpace | Mapping[str, Any] | str, num_classes: int, in_channels: int = 3,
-                 bn_momentum: float = 0.1) -> None:
+                 bn_momentum: float = 0.1, kernel_sharing: str = "centre") -> None:
         super().__init__()
+        if kernel_sharing not in KERNEL_SHARING:
+            raise ValueError(f"kernel sharing {kernel_sharing!r}: expected one of {', '.join(KERNEL_SHARING)}")
+        self.kernel_sharing = kernel_sharing
         self.space = load_space(space)
         spec = self.space.to_dict()
         self.spec = spec
@@ -256,7 +303,8 @@ class SuperNet(nn.Module):
             for j in range(max(st["layers"])):
                 c_in_choices = prev if j == 0 else list(st["channels"])
                 layers.append(SuperLayer(st["op"], st["kernel"], st["se"], max(c_in_choices), max(st["channels"]),
-                                         c_in_choices, bn_momentum, self.se_gate, list(st["channels"])))
+                                         c_in_choices, bn_momentum, self.se_gate, list(st["channels"]),
+                                         kernel_sharing))
             self.stages.append(layers)
             prev = list(st["channels"])
         head = max(spec["head"])
@@ -344,13 +392,14 @@ class SuperNet(nn.Module):
     def describe(self) -> str:
         """One line: parameters and members."""
         n = sum(p.numel() for p in self.parameters())
-        return f"supernet of {self.space.source}: {n:,} parameters, {self.space.size:.3g} members"
+        kernels = "" if self.kernel_sharing == "centre" else f", kernels {self.kernel_sharing}"
+        return f"supernet of {self.space.source}: {n:,} parameters, {self.space.size:.3g} members{kernels}"
 
 
 def build_supernet(space: SearchSpace | Mapping[str, Any] | str, num_classes: int, in_channels: int = 3,
-                   bn_momentum: float = 0.1) -> SuperNet:
+                   bn_momentum: float = 0.1, kernel_sharing: str = "centre") -> SuperNet:
     """A freshly initialised supernet of a space."""
-    return SuperNet(space, num_classes, in_channels, bn_momentum)
+    return SuperNet(space, num_classes, in_channels, bn_momentum, kernel_sharing)
 
 
-__all__ = ["SuperNet", "SuperLayer", "SuperConvBN", "SuperSE", "build_supernet", "LayerPlan"]
+__all__ = ["KERNEL_SHARING", "SuperNet", "SuperLayer", "SuperConvBN", "SuperSE", "build_supernet", "LayerPlan"]

@@ -51,7 +51,7 @@ from .sampling import largest, smallest, step_members
 # Test hook: SIGKILL this process right after this many steps (a crash between checkpoints).
 KILL_ENV = "HWNAS_SUPERNET_KILL_AFTER"
 # Fingerprint keys added after the first version, with the behaviour of trainings that predate them.
-LEGACY = {"supernet.balance_ops": False}
+LEGACY = {"supernet.balance_ops": False, "supernet.kernel_sharing": "centre"}
 STATE = "train_state.pt"
 
 
@@ -233,7 +233,7 @@ class SupernetTrainer:
             raise TrainError(f"train.batch_size {bs} must be a multiple of the {dist.world} processes")
         local = bs // dist.world
         torch.manual_seed(sn.seed)
-        net = SuperNet(self.space, s.num_classes, s.in_channels, cfg.train.bn_momentum).to(dev)
+        net = SuperNet(self.space, s.num_classes, s.in_channels, cfg.train.bn_momentum, sn.kernel_sharing).to(dev)
         opt = make_optimizer(net, cfg.train)
         step, meta = self._load_state(net, opt) if resume else (0, {})
         params = list(net.parameters())
@@ -320,7 +320,8 @@ class SupernetTrainer:
                 raise RuntimeError("the supernet replicas diverged between processes")
             if dist.main:
                 meta.update(steps=step, epochs=step * bs / n, sampling=sn.sampling, num_random=sn.num_random,
-                            distill=sn.distill, balance_ops=sn.balance_ops, seed=sn.seed, checksum=checksum)
+                            distill=sn.distill, balance_ops=sn.balance_ops, kernel_sharing=sn.kernel_sharing,
+                            seed=sn.seed, checksum=checksum)
                 save_supernet(self.checkpoint, net, cfg.train.bn_momentum, meta)
                 summary = {k: v for k, v in meta.items()}
                 summary.update(checkpoint=str(self.checkpoint), wall_s=time.perf_counter() - start_wall)
