@@ -173,6 +173,7 @@ class SupernetConfig:
     # smaller kernels: the centre of the largest (BigNAS), that centre through a learned matrix
     # (Once-for-All's kernel transformation), or their own weights (docs/supernet.md)
     kernel_sharing: str = option("centre", choices=KERNEL_SHARING)
+    lr: float | None = option(None, lo=0.0, lo_open=True)  # supernet's peak learning rate; null: train.lr
     epochs: float = option(30.0, lo=0.0, lo_open=True)  # supernet training length (train.epochs is the proxy's)
     steps: int | None = option(None, lo=1)          # when set, wins over epochs
     seed: int = option(0, lo=0)                     # weights, data order and sampled members

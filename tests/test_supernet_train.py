@@ -99,6 +99,15 @@ def test_kill_9_then_resume_gives_the_uninterrupted_weights(tmp_path):
         assert torch.equal(v, b.state_dict()[k]), k
 
 
+def test_supernet_lr_wins_over_train_lr(tmp_path):
+    cfg = _config(tmp_path, supernet={"steps": 3, "checkpoint_every": 10, "eval_every": 100, "sampling": "uniform"})
+    own = train_supernet(load_config(cfg, ["train.lr=0.01", "supernet.lr=0.3"]), tmp_path / "own", progress=False)
+    same = train_supernet(load_config(cfg, ["train.lr=0.3"]), tmp_path / "same", progress=False)
+    other = train_supernet(load_config(cfg, ["train.lr=0.01"]), tmp_path / "other", progress=False)
+    a, b, c = (load_supernet(s.checkpoint)[0].state_dict() for s in (own, same, other))
+    assert all(torch.equal(a[k], b[k]) for k in a) and not all(torch.equal(a[k], c[k]) for k in a)
+
+
 @pytest.mark.slow  # about 15-30 s: two processes start torch
 def test_torchrun_two_processes_with_gloo(tmp_path):
     cfg = _config(tmp_path, supernet={"steps": 4, "eval_every": 100})

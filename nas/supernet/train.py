@@ -51,7 +51,7 @@ from .sampling import largest, smallest, step_members
 # Test hook: SIGKILL this process right after this many steps (a crash between checkpoints).
 KILL_ENV = "HWNAS_SUPERNET_KILL_AFTER"
 # Fingerprint keys added after the first version, with the behaviour of trainings that predate them.
-LEGACY = {"supernet.balance_ops": False, "supernet.kernel_sharing": "centre"}
+LEGACY = {"supernet.balance_ops": False, "supernet.kernel_sharing": "centre", "supernet.lr": None}
 STATE = "train_state.pt"
 
 
@@ -238,6 +238,7 @@ class SupernetTrainer:
         step, meta = self._load_state(net, opt) if resume else (0, {})
         params = list(net.parameters())
         lr_of = lr_factor(cfg.train.schedule, total, cfg.train.warmup)
+        base_lr, lr_key = (cfg.train.lr, "train.lr") if sn.lr is None else (sn.lr, "supernet.lr")
         norm = Normalizer(s.mean, s.std, dev, cfg.train.channels_last)
         amp = cfg.train.amp and dev.type == "cuda"
         big, small = largest(self.space), smallest(self.space)
@@ -267,7 +268,7 @@ class SupernetTrainer:
                 xb = norm(augment(x_all[idx_d].to(dev, non_blocking=True), gen, cfg.train.flip, cfg.train.crop_pad))
                 yb = y_all[idx_d].to(dev, non_blocking=True).long()
                 for group in opt.param_groups:
-                    group["lr"] = cfg.train.lr * lr_of(step)
+                    group["lr"] = base_lr * lr_of(step)
                 opt.zero_grad(set_to_none=True)
                 teacher = None
                 losses: dict[str, list[float]] = {}
@@ -284,7 +285,7 @@ class SupernetTrainer:
                         teacher = logits.detach().softmax(1)
                     if not torch.isfinite(loss):
                         raise Diverged(f"supernet loss became {loss.item()} at step {step + 1} ({role} member "
-                                       f"{g.to_string()}); lower train.lr")
+                                       f"{g.to_string()}); lower {lr_key}")
                     loss.backward()
                     losses.setdefault(role, []).append(float(loss.item()))
                 dist.average_grads(params)
@@ -295,7 +296,7 @@ class SupernetTrainer:
                 if tb is not None:
                     for role, v in losses.items():
                         tb.add_scalar(f"loss/{role}", sum(v) / len(v), step)
-                    tb.add_scalar("lr", cfg.train.lr * lr_of(step - 1), step)
+                    tb.add_scalar("lr", base_lr * lr_of(step - 1), step)
                 if step % eval_every == 0 or step == total:
                     if dist.main:
                         accs = self._evaluate(net, big, small)
