@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.study:
         from nas.proxycheck import rank_correlations
 
-        ref = study._done(args.study / "standalone.jsonl")
+        # The study's main process trains some reference runs too: its rows are in main.jsonl.
+        ref = {**study._done(args.study / "main.jsonl"), **study._done(args.study / "standalone.jsonl")}
         have = [r for r in rows if ("standalone", r["genotype"]) in ref]
         truth = [ref[("standalone", r["genotype"])]["accuracy"] for r in have]
         for key in ("drawn", ka, kb):

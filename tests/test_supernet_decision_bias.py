@@ -42,9 +42,10 @@ def test_scores_three_versions_resumes_and_ranks_them_against_a_study(tmp_path, 
     study = tmp_path / "study"
     study.mkdir()
     gs = __import__("supernet_study")._candidates(space, 3, 2024)
-    (study / "standalone.jsonl").write_text("".join(
-        json.dumps({"kind": "standalone", "genotype": g.to_string(), "accuracy": 0.5 + i / 100, "status": "ok"}) + "\n"
-        for i, g in enumerate(gs)))
+    lines = [json.dumps({"kind": "standalone", "genotype": g.to_string(), "accuracy": 0.5 + i / 100, "status": "ok"})
+             + "\n" for i, g in enumerate(gs)]
+    (study / "standalone.jsonl").write_text("".join(lines[:2]))
+    (study / "main.jsonl").write_text(lines[2])  # the study's main process trains some of the reference too
     args = ["--checkpoint", str(ckpt), "--data", str(data), "--subset", "100", "--candidates", "3",
             "--out", str(tmp_path / "rows.jsonl"), "--study", str(study)]
     assert bench.main(args) == 0
