@@ -12,8 +12,12 @@ supernet whose 3x3 members run the centre of shared 5x5 weights, or whose expans
 half of the expansion-6 channels, can favour one value more than training each member alone
 would. With ``--study DIR`` (a study's folder) it also prints the Kendall tau of each version
 against the study's stand-alone reference: how well the supernet ranks the candidates once that
-decision is taken out of its scores. Rows already in ``--out`` are not scored again. Skips with a
-message without CIFAR-10.
+decision is taken out of its scores. Rows already in ``--out`` are not scored again.
+
+``--alone I [I ...] --alone-out FILE`` is the other side: candidates I (1-based) trained alone in both
+versions, with the study's reference recipe (``--alone-epochs``, the candidate's search seed), one
+JSON line per training; start two processes with different candidates to use two cores. Skips
+with a message without CIFAR-10.
 """
 from __future__ import annotations
 
@@ -41,6 +45,38 @@ def with_value(genotype, decision: str, value: int):
     return genotype.replace(stages=tuple(stages))
 
 
+def train_alone(args: argparse.Namespace, cfg, gs: list, versions: list[tuple[str, int]], scored: dict) -> None:
+    """Candidates `args.alone` trained alone in each version; prints each one's gap next to the supernet's."""
+    import time
+
+    import supernet_study as study
+
+    from nas.results import eval_seed
+
+    ev = study._trainer_evaluator(cfg, args.alone_epochs)
+    done = study._done(args.alone_out) if args.alone_out.is_file() else {}
+    for i in args.alone:
+        if not 1 <= i <= len(gs):
+            raise SystemExit(f"error: --alone {i}: the study has candidates 1-{len(gs)}")
+        g = gs[i - 1]
+        seed = eval_seed(cfg.search.seed, g.to_string())
+        accs = {}
+        for key, value in versions:
+            if (key, g.to_string()) not in done:
+                t0 = time.perf_counter()
+                r = ev.evaluate(with_value(g, args.decision, value), seed)
+                row = {"kind": key, "genotype": g.to_string(), "accuracy": r.accuracy, "status": r.status,
+                       "epochs": r.epochs, "seed": seed, "wall_s": time.perf_counter() - t0}
+                study._append(args.alone_out, row)
+                done[(key, g.to_string())] = row
+            accs[key] = done[(key, g.to_string())]["accuracy"]
+        (ka, _), (kb, _) = versions
+        sn = scored[g.to_string()]
+        print(f"candidate {i} alone ({args.alone_epochs:g} epochs): {ka} {100 * accs[ka]:.2f}%, {kb} "
+              f"{100 * accs[kb]:.2f}%, gap {100 * (accs[kb] - accs[ka]):+.2f} points (supernet "
+              f"{100 * (sn[kb] - sn[ka]):+.2f})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", type=Path, required=True)
@@ -54,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--values", type=int, nargs=2, help="the two values compared (default: 3 5 kernels, 3 6 expansion)")
     ap.add_argument("--out", type=Path, help="JSON lines, one per candidate (a rerun continues it)")
     ap.add_argument("--study", type=Path, help="a supernet_study folder: tau of each version vs its reference")
+    ap.add_argument("--alone", type=int, nargs="+", metavar="I",
+                    help="also train candidates I (1-based) alone in both versions (the stand-alone side)")
+    ap.add_argument("--alone-epochs", type=float, default=2.0, help="the stand-alone training (the study's reference)")
+    ap.add_argument("--alone-out", type=Path, help="JSON lines of the stand-alone trainings (a rerun continues it)")
     args = ap.parse_args(argv)
     if not args.data.is_file():
         print(f"skipped: CIFAR-10 not found at {args.data} (pass --data PATH to cifar10_uint8.npz)")
@@ -103,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     gaps = [100 * (r[kb] - r[ka]) for r in rows]
     print(f"every {args.decision} {b} instead of {a}: {min(gaps):+.2f} to {max(gaps):+.2f} points, mean "
           f"{statistics.mean(gaps):+.2f} over {len(gaps)} candidates")
+    if args.alone:
+        if not args.alone_out:
+            print("error: --alone needs --alone-out FILE", file=sys.stderr)
+            return 2
+        train_alone(args, cfg, gs, [(ka, a), (kb, b)], {r["genotype"]: r for r in rows})
     if args.study:
         from nas.proxycheck import rank_correlations
 

@@ -59,3 +59,9 @@ def test_scores_three_versions_resumes_and_ranks_them_against_a_study(tmp_path, 
     assert bench.main(args + ["--decision", "expansion"]) == 0  # other keys: scored anew, appended
     assert {"e3", "e6"} <= set(json.loads((tmp_path / "rows.jsonl").read_text().splitlines()[-1]))
     assert bench.main(args + ["--decision", "expansion", "--values", "3", "4"]) == 2  # 4 is not a choice
+    alone = ["--alone", "2", "--alone-epochs", "0.2", "--alone-out", str(tmp_path / "alone.jsonl")]
+    assert bench.main(args + alone) == 0  # the stand-alone side: candidate 2 trained in both versions
+    trained = [json.loads(line) for line in (tmp_path / "alone.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in trained] == ["k3", "k5"] and {r["genotype"] for r in trained} == {gs[1].to_string()}
+    assert "candidate 2 alone (0.2 epochs): k3" in capsys.readouterr().out
+    assert bench.main(args + alone) == 0 and len((tmp_path / "alone.jsonl").read_text().splitlines()) == 2
