@@ -46,30 +46,25 @@ def with_value(genotype, decision: str, value: int):
 
 
 def train_alone(args: argparse.Namespace, cfg, gs: list, versions: list[tuple[str, int]], scored: dict) -> None:
-    """Candidates `args.alone` trained alone in each version; prints each one's gap next to the supernet's."""
-    import time
+    """Candidates `args.alone` trained alone in each version; prints each one's gap next to the supernet's.
 
+    Rows are the study's (`supernet_study._evaluate`): kind the version, genotype the network trained.
+    """
     import supernet_study as study
 
     from nas.results import eval_seed
 
     ev = study._trainer_evaluator(cfg, args.alone_epochs)
-    done = study._done(args.alone_out) if args.alone_out.is_file() else {}
     for i in args.alone:
         if not 1 <= i <= len(gs):
             raise SystemExit(f"error: --alone {i}: the study has candidates 1-{len(gs)}")
         g = gs[i - 1]
-        seed = eval_seed(cfg.search.seed, g.to_string())
+        seed = eval_seed(cfg.search.seed, g.to_string())  # the drawn candidate's, as its reference run
         accs = {}
         for key, value in versions:
-            if (key, g.to_string()) not in done:
-                t0 = time.perf_counter()
-                r = ev.evaluate(with_value(g, args.decision, value), seed)
-                row = {"kind": key, "genotype": g.to_string(), "accuracy": r.accuracy, "status": r.status,
-                       "epochs": r.epochs, "seed": seed, "wall_s": time.perf_counter() - t0}
-                study._append(args.alone_out, row)
-                done[(key, g.to_string())] = row
-            accs[key] = done[(key, g.to_string())]["accuracy"]
+            member = with_value(g, args.decision, value)
+            study._evaluate(key, ev, [member], [seed], args.alone_out)
+            accs[key] = study._done(args.alone_out)[(key, member.to_string())]["accuracy"]
         (ka, _), (kb, _) = versions
         sn = scored[g.to_string()]
         print(f"candidate {i} alone ({args.alone_epochs:g} epochs): {ka} {100 * accs[ka]:.2f}%, {kb} "
