@@ -26,6 +26,12 @@ supernet of the study (the main one and each variant, as trained) on the first N
 the supernets' own evaluation noise (how far two supernets agree on 2,000 validation images against
 10,000 test images). Start it twice to use both cores.
 
+Any other estimator of the same candidates (an earlier, shorter reference; a supernet of another
+study) joins the report as a file ``OUT/estimator-NAME.jsonl`` of rows ``{"genotype", "accuracy",
+"status"}``, one per candidate (a study's own row files qualify: their ``kind`` is ignored). The
+report also ranks every estimator against the candidates' depth, width and number of layers with
+the space's largest expansion and kernel: what each one rewards.
+
 Steps 1-3 run in this process, step 4 in a child process at the same time (one thread each; a
 2-core machine). Every finished item is appended to a JSON-lines file at once, so ``--resume``
 after a kill continues where it stopped (the supernet from its last checkpoint). At the end it
@@ -410,6 +416,11 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
                     "validation_vs_test": corr(sa, tested), "proxy": corr(px, tested), "macs": corr(macs, tested),
                     "supernets": {kind: corr(s, tested) for kind, s in scores.items()},
                     "rerun_max_validation_difference_points": max(same) if same else None}
+    others = {}  # estimator-NAME.jsonl: any other estimator's accuracies of the same candidates
+    for f in sorted(out.glob("estimator-*.jsonl")):
+        by_key = {r["genotype"]: r for r in _done(f).values()}
+        others[f.stem[len("estimator-"):]] = [by_key[k]["accuracy"] if k in by_key and by_key[k]["status"] == "ok"
+                                              else None for k in keys]
     on_test = {kind: acc(f"{kind}@test") for kind in scores if any(v is not None for v in acc(f"{kind}@test"))}
     supernet_test = None
     if on_test:  # the supernets scored on test images: their agreement without the validation split's noise
@@ -436,15 +447,37 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "standard_candidates_per_hour": 3600 / per_std if per_std else None,
         "supernets": estimators, "supernet_agreement": agreement, "test_reference": test_ref,
         "supernets_on_test": supernet_test,
+        "other_estimators": {name: {"vs_standalone": corr(a, sa), "vs_proxy": corr(a, px)} for name, a in others.items()},
+        "tastes": tastes(gs, {"stand-alone": sa, "proxy": px, **scores, **others}, corr),
         "rows": [{"genotype": k, "macs": int(macs[i]), "standalone": sa[i], "standalone_test": tested[i],
                   "proxy": px[i],
                   **{kind: s[i] for kind, s in scores.items()},
-                  **{f"{kind}@test": s[i] for kind, s in on_test.items()}} for i, k in enumerate(keys)],
+                  **{f"{kind}@test": s[i] for kind, s in on_test.items()},
+                  **{f"estimator:{name}": a[i] for name, a in others.items()}} for i, k in enumerate(keys)],
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "supernet_study.json").write_text(json.dumps(result, indent=1) + "\n")
     print(format_table(result))
     return 0
+
+
+def properties(gs: list) -> dict[str, list[float]]:
+    """Architectural properties of the candidates whose rank an estimator may follow: depth, width, large choices."""
+    big_k = max(st.kernel for g in gs for st in g.stages)
+    big_e = max(float(st.expansion) for g in gs for st in g.stages)
+    return {"depth (layers)": [float(sum(st.layers for st in g.stages)) for g in gs],
+            "width (channels)": [float(sum(st.channels for st in g.stages)) for g in gs],  # summed over stages
+            f"expansion-{big_e:g} layers": [float(sum(st.layers for st in g.stages if float(st.expansion) == big_e))
+                                           for g in gs],
+            f"{big_k}x{big_k}-kernel layers": [float(sum(st.layers for st in g.stages if st.kernel == big_k))
+                                               for g in gs]}
+
+
+def tastes(gs: list, estimators: dict[str, list[float | None]], corr) -> dict[str, dict[str, float | None]]:
+    """Kendall tau of each estimator against each property of `properties`: what it rewards."""
+    props = properties(gs)
+    return {name: {p: corr(a, v)["kendall_tau"] for p, v in props.items()} for name, a in estimators.items()
+            if any(x is not None for x in a)}
 
 
 def format_table(r: dict) -> str:
@@ -481,6 +514,10 @@ def format_table(r: dict) -> str:
         name = f"{e['kind']} ({t.get('sampling', '?')}, {t.get('epochs', 0):.0f} ep)"
         lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
                      f"{e.get('per_candidate_s', 0):>13.2f}{e.get('candidates_per_hour', 0):>12.0f}")
+    for name, e in (r.get("other_estimators") or {}).items():
+        c = e["vs_standalone"]
+        lines.append(f"{name + ' (estimator-' + name + '.jsonl)':<48}{f(c['kendall_tau']):>12}"
+                     f"{f(c['spearman_rho']):>14}{c['n']:>4}")
     std = format(r.get("standard_epochs", r["standalone_epochs"]), "g")
     if r["standard_per_candidate_s"]:
         src = "the stand-alone runs" if std == format(r["standalone_epochs"], "g") else "timed from the stand-alone runs"
@@ -520,6 +557,13 @@ def format_table(r: dict) -> str:
                          + (f" (on test images {f(ref['kendall_tau'])})" if ref else "") + f" (n {c['n']})")
         for c in t["agreement"]:
             lines.append(f"  {c['a']} vs {c['b']} on test images: {f(c['kendall_tau'])} (n {c['n']})")
+    if r.get("tastes"):
+        props = list(next(iter(r["tastes"].values())))
+        lines.append("")
+        lines.append("what each estimator rewards (Kendall tau against a property of the candidates):")
+        lines.append(f"{'':<28}" + "".join(f"{p[:22]:>24}" for p in props))
+        for name, t in r["tastes"].items():
+            lines.append(f"{name[:28]:<28}" + "".join(f"{f(t[p]):>24}" for p in props))
     for e in r["supernets"]:
         if "speedup_vs_standard" in e:
             lines.append(f"{e['kind']}: {e['training_s']:.0f} s of supernet training / {r['amortized_over']} "

@@ -112,6 +112,29 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     assert t["agreement"][0]["kendall_tau"] == pytest.approx(-4 / 6)
     assert r["rows"][0]["supernet@test"] == 0.5
     assert "supernet vs supernet:b on test images: -0.667 (n 4)" in capsys.readouterr().out
+    with open(out / "estimator-shorter.jsonl", "a") as f:  # an earlier reference: the stand-alone order but 0 <-> 1
+        for i, g in enumerate(gs):
+            f.write(json.dumps({"kind": "standalone", "genotype": g.to_string(), "accuracy": [0.3, 0.2, 0.4, 0.5][i],
+                                "status": "ok"}) + "\n")
+    assert study.main(ns + ["--report"]) == 0
+    r = json.loads((out / "supernet_study.json").read_text())
+    assert r["other_estimators"]["shorter"]["vs_standalone"]["kendall_tau"] == pytest.approx(4 / 6)
+    assert r["other_estimators"]["shorter"]["vs_proxy"]["kendall_tau"] == pytest.approx(-4 / 6)
+    assert r["rows"][1]["estimator:shorter"] == 0.2
+    printed = capsys.readouterr().out
+    assert "shorter (estimator-shorter.jsonl)" in printed and "what each estimator rewards" in printed
+    props = study.properties(gs)
+    depth = props["depth (layers)"]
+    assert depth == [float(sum(st.layers for st in g.stages)) for g in gs]
+    assert set(r["tastes"]) == {"stand-alone", "proxy", "supernet", "supernet:b", "shorter"}
+    from nas.proxycheck import rank_correlations
+
+    expected = {p: rank_correlations(list(range(4)), v)[0] for p, v in props.items()}
+    assert r["tastes"]["stand-alone"] == pytest.approx(expected)
+    # the proxy reverses the stand-alone order, so it rewards every property the opposite way
+    assert all(r["tastes"]["proxy"][k] == pytest.approx(-v) for k, v in expected.items() if v is not None)
+    kernels = next(v for k, v in props.items() if "kernel" in k)
+    assert kernels == [float(sum(st.layers for st in g.stages if st.kernel == 5)) for g in gs]
 
 
 def test_train_and_test_scores_one_training_on_both_splits(study):
