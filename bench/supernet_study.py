@@ -405,6 +405,11 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         estimators.append(e)
     # How far two supernets agree bounds how well either can rank anything: seed and recalibration noise.
     kinds = list(scores)
+    mean_score = None
+    if len(kinds) > 1:  # an ensemble: each candidate's mean over the supernets that scored it all
+        means = [sum(scores[k][i] for k in kinds) / len(kinds) if all(scores[k][i] is not None for k in kinds)
+                 else None for i in range(len(keys))]
+        mean_score = {"supernets": kinds, "vs_standalone": corr(means, sa), "vs_proxy": corr(means, px)}
     agreement = [{"a": a, "b": b, **corr(scores[a], scores[b])} for i, a in enumerate(kinds) for b in kinds[i + 1:]]
     tested = acc("standalone-test", "test_accuracy")
     test_ref = None
@@ -445,7 +450,8 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "proxy_vs_standalone": corr(px, sa), "macs_vs_standalone": corr(macs, sa), "amortized_over": SEARCH_SIZE,
         "standard_per_candidate_s": per_std, "proxy_per_candidate_s": per_px,
         "standard_candidates_per_hour": 3600 / per_std if per_std else None,
-        "supernets": estimators, "supernet_agreement": agreement, "test_reference": test_ref,
+        "supernets": estimators, "supernet_mean": mean_score, "supernet_agreement": agreement,
+        "test_reference": test_ref,
         "supernets_on_test": supernet_test,
         "other_estimators": {name: {"vs_standalone": corr(a, sa), "vs_proxy": corr(a, px)} for name, a in others.items()},
         "tastes": tastes(gs, {"stand-alone": sa, "proxy": px, **scores, **others}, corr),
@@ -514,6 +520,10 @@ def format_table(r: dict) -> str:
         name = f"{e['kind']} ({t.get('sampling', '?')}, {t.get('epochs', 0):.0f} ep)"
         lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
                      f"{e.get('per_candidate_s', 0):>13.2f}{e.get('candidates_per_hour', 0):>12.0f}")
+    if r.get("supernet_mean"):
+        c = r["supernet_mean"]["vs_standalone"]
+        name = f"mean score of the {len(r['supernet_mean']['supernets'])} supernets"
+        lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}")
     for name, e in (r.get("other_estimators") or {}).items():
         c = e["vs_standalone"]
         lines.append(f"{name + ' (estimator-' + name + '.jsonl)':<48}{f(c['kendall_tau']):>12}"

@@ -16,6 +16,13 @@ def study():
     return load_bench("supernet_study")
 
 
+def study_tau(scores: list[float]) -> float:
+    """Kendall tau of `scores` against the increasing stand-alone order the report test writes."""
+    from nas.proxycheck import rank_correlations
+
+    return rank_correlations(scores, list(range(len(scores))))[0]
+
+
 def test_skips_without_data(study, tmp_path, capsys):
     assert study.main(["--data", str(tmp_path / "absent.npz"), "--out", str(tmp_path / "out")]) == 0
     assert "skipped: CIFAR-10 not found" in capsys.readouterr().out
@@ -70,6 +77,11 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     assert [(c["a"], c["b"], c["n"]) for c in r["supernet_agreement"]] == [("supernet", "supernet:b", 4)]
     assert r["supernet_agreement"][0]["kendall_tau"] == pytest.approx(4 / 6)
     assert "supernet vs supernet:b: +0.667 (n 4)" in capsys.readouterr().out
+    # the ensemble ranks by the two supernets' mean score of each candidate
+    m = r["supernet_mean"]
+    means = [(0.4 + 0.01 * i + b) / 2 for i, b in enumerate([0.41, 0.4, 0.42, 0.43])]
+    assert m["supernets"] == ["supernet", "supernet:b"] and m["vs_standalone"]["n"] == 4
+    assert m["vs_standalone"]["kendall_tau"] == pytest.approx(study_tau(means))
     for i, g in enumerate(gs):  # re-run: the same validation accuracy; on test images the order of 3, 2, 0, 1
         with open(out / "test.jsonl", "a") as f:
             f.write(json.dumps({"kind": "standalone-test", "genotype": g.to_string(), "accuracy": 0.5 + 0.01 * i,
