@@ -18,11 +18,11 @@ out, on which every estimator is scored), one torch thread per process:
 reference's own noise (a reference noisier than the candidates' differences caps any tau);
 ``--variant NAME --sn-set KEY=VALUE`` trains and scores another supernet recipe on the same candidates.
 ``--test-images N`` trains every candidate alone again with the reference's recipe and seed and scores
-it on the validation split and on the first N images of CIFAR-10's test split, which nothing else
+it on the validation split and on N images of CIFAR-10's test split (a fixed random draw), which nothing else
 reads: a reference free of the small validation split's sampling noise (the estimators keep scoring
 on the validation split, as a search does). Start it twice to use both cores; the report then ranks
 every estimator against the test accuracies too. ``--supernet-test N`` scores the candidates with every
-supernet of the study (the main one and each variant, as trained) on the first N test images as well:
+supernet of the study (the main one and each variant, as trained) on the same N test images as well:
 the supernets' own evaluation noise (how far two supernets agree on 2,000 validation images against
 10,000 test images). Start it twice to use both cores.
 
@@ -202,6 +202,14 @@ def run_retest(args: argparse.Namespace, out: Path) -> int:
     return report(args, out)
 
 
+def _test_part(x, y, n: int) -> tuple:
+    """`n` of the test images, a fixed random draw (CIFAR-10's file is ordered by class: no prefix)."""
+    from nas.data.split import random_indices
+
+    idx = random_indices(len(y), n, 0)
+    return x[idx], y[idx]
+
+
 def run_test(args: argparse.Namespace, out: Path) -> int:
     """Every candidate trained alone again (reference recipe and seed), scored on validation and test images."""
     import torch
@@ -211,14 +219,14 @@ def run_test(args: argparse.Namespace, out: Path) -> int:
     torch.set_num_threads(1)
     cfg, gs, seeds = _setup(args, out)
     x, y = load_test(cfg.data, gs[0].resolution)
-    test = (x[:args.test_images], y[:args.test_images])
+    test = _test_part(x, y, args.test_images)
     _evaluate("standalone-test", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "test.jsonl",
               claims=out / "claims", test=test, claim_prefix="test")
     return report(args, out)
 
 
 def run_supernet_test(args: argparse.Namespace, out: Path) -> int:
-    """Every supernet of the study scores the candidates on the first N test images too (rows ``KIND@test``)."""
+    """Every supernet of the study scores the candidates on the same N test images too (rows ``KIND@test``)."""
     import torch
 
     from nas.config import load_config
@@ -239,7 +247,7 @@ def run_supernet_test(args: argparse.Namespace, out: Path) -> int:
         splits = ev.prepare(gs[0].resolution)
         if test is None:
             x, y = load_test(vcfg.data, gs[0].resolution)
-            test = (x[:args.supernet_test], y[:args.supernet_test])
+            test = _test_part(x, y, args.supernet_test)
         scorer = ev.supernet_scorer()
         for i, g in enumerate(gs):
             key = g.to_string()

@@ -179,7 +179,7 @@ class SupernetConfig:
     seed: int = option(0, lo=0)                     # weights, data order and sampled members
     checkpoint_every: int = option(200, lo=1)       # steps between resumable checkpoints
     eval_every: int | None = option(None, lo=1)     # steps between largest/smallest accuracy curves (null: per epoch)
-    eval_images: int = option(1000, lo=1)           # validation images for those curves
+    eval_images: int = option(1000, lo=1)           # validation images for those curves (a fixed random draw)
     bn_batches: int = option(8, lo=1)               # BatchNorm recalibration: training batches per candidate
     bn_batch_size: int | None = option(None, lo=2)  # null: train.batch_size
 

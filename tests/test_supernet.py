@@ -248,3 +248,29 @@ def test_checkpoint_keeps_the_kernel_sharing(tmp_path):
     assert load_supernet(tmp_path / "old.pt")[0].kernel_sharing == "centre"  # files written before the key
     with pytest.raises(ValueError, match="expected one of centre, transform, separate"):
         SuperNet(space, 10, 1, kernel_sharing="middle")
+
+
+def test_a_limited_score_reads_a_random_part_of_a_class_ordered_split(monkeypatch):
+    from nas.config import SupernetConfig, TrainConfig
+    from nas.data import Splits
+    from nas.supernet import evaluator
+
+    space = load_space(ROOT / "configs" / "space_digits.yaml")
+    net = SuperNet(space, 10, 1)
+    gen = torch.Generator().manual_seed(0)
+    # Labels in class order, as CIFAR-10's file and image folders keep them: a prefix holds one class.
+    splits = Splits(x_train=torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                    y_train=torch.arange(32) % 10, x_val=torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8,
+                                                                      generator=gen),
+                    y_val=torch.arange(10).repeat_interleave(10), mean=(0.5,), std=(0.25,), num_classes=10,
+                    resolution=8)
+    scorer = evaluator.SupernetScorer(SupernetConfig(checkpoint="<in memory>", bn_batches=2, bn_batch_size=16),
+                                      TrainConfig())
+    scorer._net = net
+    seen = []
+    monkeypatch.setattr(evaluator, "accuracy", lambda model, x, y, *rest: seen.append(y.tolist()) or 0.5)
+    g = space.sample(random.Random(1))
+    for limit in (20, 20, None):
+        assert scorer.score(g, 0, splits, torch.device("cpu"), limit=limit).ok
+    assert len(seen[0]) == 20 and len(set(seen[0])) >= 6 and seen[1] == seen[0]
+    assert seen[2] == splits.y_val.tolist()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import UserError
@@ -28,4 +29,15 @@ def split_indices(labels: np.ndarray, val_fraction: float, split_seed: int,
     return np.sort(train), np.sort(val)
 
 
-__all__ = ["DataError", "split_indices"]
+def random_indices(n: int, k: int, seed: int) -> torch.Tensor:
+    """`k` of the indices 0..n-1 (all of them if k >= n) in a fixed random order set by `seed`.
+
+    Splits keep their images in index order and sources are often ordered by class (CIFAR-10's
+    file, an image folder), so any part of a split smaller than the whole is drawn with this,
+    never taken as a prefix: the first 1,000 of CIFAR-10's validation images are all airplanes.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=gen)[: min(n, k)]
+
+
+__all__ = ["DataError", "split_indices", "random_indices"]

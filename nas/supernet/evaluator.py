@@ -20,6 +20,7 @@ from search_space.genotype import Genotype
 
 from ..config import SupernetConfig, TrainConfig
 from ..data import Splits
+from ..data.split import random_indices
 from ..results import EvalResult, failure
 from ..train import Normalizer, accuracy
 from .checkpoint import CheckpointError, load_supernet
@@ -28,8 +29,12 @@ from .net import SuperNet
 
 def calibration_indices(n: int, batches: int, batch_size: int, seed: int) -> torch.Tensor:
     """The training images BatchNorm statistics are measured on: a fixed random draw (same for all candidates)."""
-    gen = torch.Generator().manual_seed(1_000_003 + seed)
-    return torch.randperm(n, generator=gen)[: min(n, batches * batch_size)]
+    return random_indices(n, batches * batch_size, 1_000_003 + seed)
+
+
+# The validation images a score limited to part of the split reads (training curves): the same random
+# draw for every member and every call, so the curves compare like with like.
+LIMIT_SEED = 2_000_003
 
 
 @torch.no_grad()
@@ -115,7 +120,7 @@ class SupernetScorer:
 
     def score(self, g: Genotype, seed: int, splits: Splits, device: torch.device,
               limit: int | None = None) -> EvalResult:
-        """Accuracy of `g` on the validation split (the first `limit` images if given); never raises."""
+        """Accuracy of `g` on the validation split (a fixed random `limit` of its images if given); never raises."""
         try:
             if splits.num_classes != self.net.num_classes or splits.in_channels != self.net.in_channels:
                 raise CheckpointError(f"the supernet has {self.net.num_classes} classes and {self.net.in_channels} "
@@ -124,8 +129,9 @@ class SupernetScorer:
             model = self.model(g, splits, device)
             t1 = time.perf_counter()
             x, y = splits.x_val, splits.y_val
-            if limit is not None:
-                x, y = x[:limit], y[:limit]
+            if limit is not None and limit < len(y):
+                idx = random_indices(len(y), limit, LIMIT_SEED).to(y.device)
+                x, y = x[idx.to(x.device)], y[idx]
             acc = accuracy(model, x, y, splits, self.train_cfg, device)
             return EvalResult(accuracy=acc, train_time_s=t1 - t0, eval_time_s=time.perf_counter() - t1,
                               device=str(device), seed=seed)
