@@ -3,7 +3,7 @@ kernel (or MBConv expansion) set to one value, then to another.
 
     python bench/supernet_decision_bias.py --checkpoint docs/data/supernet_study_full/supernet.pt \\
         --config configs/supernet_cifar_elastic.yaml --subset 50000 --spread [--decision expansion] \\
-        [--out rows.jsonl] [--study docs/data/supernet_study_full]
+        [--out rows.jsonl] [--study docs/data/supernet_study_full] [--set supernet.seed=1 ...]
 
 The candidates are `bench/supernet_study.py`'s (same --seed, --candidates, --spread); everything but
 the decision stays as drawn, and each version (as drawn, and with every stage at each value) is
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--spread", action="store_true")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, e.g. the supernet's own supernet.seed (it draws the recalibration images)")
     ap.add_argument("--decision", choices=sorted(DECISIONS), default="kernel")
     ap.add_argument("--values", type=int, nargs=2, help="the two values compared (default: 3 5 kernels, 3 6 expansion)")
     ap.add_argument("--out", type=Path, help="JSON lines, one per candidate (a rerun continues it)")
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     cfg = load_config(args.config, [f"data.path={args.data.resolve()}", f"supernet.checkpoint={args.checkpoint.resolve()}",
-                                    "train.threads=1", "train.device=cpu", f"data.subset={args.subset}"])
+                                    "train.threads=1", "train.device=cpu", f"data.subset={args.subset}", *args.sets])
     space = SearchSpace.from_yaml(cfg.space)
     gs = study._candidates(space, args.candidates, args.seed, args.spread)
     splits = Evaluator(cfg.data, cfg.train, cfg.supernet).prepare(space.resolution)

@@ -254,7 +254,8 @@ def run_supernet_test(args: argparse.Namespace, out: Path) -> int:
             if (f"{kind}@test", key) in _done(path) or not claim(out / "claims" / f"sntest-{kind}-{i}", MARKER):
                 continue
             t0 = time.perf_counter()
-            model = scorer.model(g, splits, ev.device)  # the evaluator's own recalibration: same images, same seed
+            # the evaluator's own member and recalibration: same images, same seed
+            model = scorer.model(scorer.scored_member(g), splits, ev.device)
             val = accuracy(model, splits.x_val, splits.y_val, splits, vcfg.train, ev.device)
             acc = accuracy(model, test[0], test[1], splits, vcfg.train, ev.device)
             _append(path, {"kind": f"{kind}@test", "genotype": key, "accuracy": acc, "validation_accuracy": val,

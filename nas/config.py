@@ -182,6 +182,10 @@ class SupernetConfig:
     eval_images: int = option(1000, lo=1)           # validation images for those curves (a fixed random draw)
     bn_batches: int = option(8, lo=1)               # BatchNorm recalibration: training batches per candidate
     bn_batch_size: int | None = option(None, lo=2)  # null: train.batch_size
+    # each candidate's kernels when it is scored: its own, or every stage at the supernet's largest kernel.
+    # Supernets reward larger kernels more than training alone does; scored at the largest kernel they
+    # rank the rest of a member better, and the search weighs kernels by cost alone (docs/supernet.md)
+    score_kernel: str = option("member", choices=("member", "largest"))
 
 
 @dataclass

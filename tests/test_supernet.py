@@ -1,6 +1,7 @@
 """The supernet: every member of every shipped space is extracted exactly; sampling rules; checkpoints."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -250,23 +251,35 @@ def test_checkpoint_keeps_the_kernel_sharing(tmp_path):
         SuperNet(space, 10, 1, kernel_sharing="middle")
 
 
-def test_a_limited_score_reads_a_random_part_of_a_class_ordered_split(monkeypatch):
-    from nas.config import SupernetConfig, TrainConfig
+def _class_ordered_splits():
     from nas.data import Splits
+
+    gen = torch.Generator().manual_seed(0)
+    # Labels in class order, as CIFAR-10's file and image folders keep them: a prefix holds one class.
+    return Splits(x_train=torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                  y_train=torch.arange(32) % 10,
+                  x_val=torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8, generator=gen),
+                  y_val=torch.arange(10).repeat_interleave(10), mean=(0.5,), std=(0.25,), num_classes=10,
+                  resolution=8)
+
+
+def _scorer(net, **sets):
+    from nas.config import SupernetConfig, TrainConfig
+    from nas.supernet import evaluator
+
+    scorer = evaluator.SupernetScorer(SupernetConfig(checkpoint="<in memory>", bn_batches=2, bn_batch_size=16, **sets),
+                                      TrainConfig())
+    scorer._net = net
+    return scorer
+
+
+def test_a_limited_score_reads_a_random_part_of_a_class_ordered_split(monkeypatch):
     from nas.supernet import evaluator
 
     space = load_space(ROOT / "configs" / "space_digits.yaml")
     net = SuperNet(space, 10, 1)
-    gen = torch.Generator().manual_seed(0)
-    # Labels in class order, as CIFAR-10's file and image folders keep them: a prefix holds one class.
-    splits = Splits(x_train=torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8, generator=gen),
-                    y_train=torch.arange(32) % 10, x_val=torch.randint(0, 256, (100, 1, 8, 8), dtype=torch.uint8,
-                                                                      generator=gen),
-                    y_val=torch.arange(10).repeat_interleave(10), mean=(0.5,), std=(0.25,), num_classes=10,
-                    resolution=8)
-    scorer = evaluator.SupernetScorer(SupernetConfig(checkpoint="<in memory>", bn_batches=2, bn_batch_size=16),
-                                      TrainConfig())
-    scorer._net = net
+    splits = _class_ordered_splits()
+    scorer = _scorer(net)
     seen = []
     monkeypatch.setattr(evaluator, "accuracy", lambda model, x, y, *rest: seen.append(y.tolist()) or 0.5)
     g = space.sample(random.Random(1))
@@ -274,3 +287,21 @@ def test_a_limited_score_reads_a_random_part_of_a_class_ordered_split(monkeypatc
         assert scorer.score(g, 0, splits, torch.device("cpu"), limit=limit).ok
     assert len(seen[0]) == 20 and len(set(seen[0])) >= 6 and seen[1] == seen[0]
     assert seen[2] == splits.y_val.tolist()
+
+
+def test_scoring_at_the_largest_kernel_scores_that_member_and_keeps_the_rest():
+    space = load_space(ROOT / "configs" / "space_digits.yaml")
+    net = SuperNet(space, 10, 1)
+    _scramble(net)
+    splits, cpu = _class_ordered_splits(), torch.device("cpu")
+    own, at_largest = _scorer(net), _scorer(net, score_kernel="largest")
+    big = largest(space)
+    rng = random.Random(5)
+    gs = [space.sample(rng) for _ in range(8)]
+    g = next(g for g in gs if any(st.kernel != b.kernel for st, b in zip(g.stages, big.stages)))
+    member = at_largest.scored_member(g)
+    assert own.scored_member(g) is g and member != g and space.contains(member)
+    assert [st.kernel for st in member.stages] == [b.kernel for b in big.stages]
+    assert [dataclasses.replace(st, kernel=3) for st in member.stages] == \
+        [dataclasses.replace(st, kernel=3) for st in g.stages]
+    assert at_largest.score(g, 0, splits, cpu).accuracy == own.score(member, 0, splits, cpu).accuracy

@@ -157,6 +157,31 @@ def test_search_with_the_supernet_evaluator(trained, tmp_path, controller):
     assert run_search(same, resume=True, progress=False).evaluations == 7
 
 
+def test_scoring_at_the_largest_kernel_in_a_search_and_its_resume(trained, tmp_path):
+    from search_space.genotype import parse
+
+    from nas.errors import UserError
+    from nas.search import open_run_dir
+    from nas.supernet.train import fingerprint
+
+    cfg_path, ckpt = trained
+    sets = ["train.evaluator=supernet", f"supernet.checkpoint={ckpt}", "search.budget=4", f"out={tmp_path / 'run'}"]
+    cfg = load_config(cfg_path, sets + ["supernet.score_kernel=largest"])
+    run_search(cfg, progress=False)
+    records = Journal(tmp_path / "run" / "journal.jsonl").read()
+    own = load_config(cfg_path, sets)
+    anchored = prepare(cfg).evaluator.supernet_scorer()
+    ev = prepare(own).evaluator
+    for r in records:  # each candidate's accuracy is its largest-kernel version's, as the genotype itself is kept
+        member = anchored.scored_member(parse(r["genotype"]))
+        assert r["status"] == "ok" and ev.evaluate(member.to_string(), r["seed"]).accuracy == r["accuracy"]
+    with pytest.raises(UserError, match="supernet.score_kernel"):
+        open_run_dir(own, prepare(own).space, resume=True)
+    # How the search scores does not change the supernet's weights: a training resumes across it.
+    space = prepare(own).space
+    assert fingerprint(cfg, space) == fingerprint(own, space)
+
+
 def test_supernet_evaluator_in_worker_processes(trained, tmp_path):
     cfg_path, ckpt = trained
     sets = ["train.evaluator=supernet", f"supernet.checkpoint={ckpt}", "executor.kind=local", "executor.workers=2",

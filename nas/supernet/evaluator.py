@@ -8,6 +8,7 @@ differences between candidates are differences between architectures, not betwee
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..results import EvalResult, failure
 from ..train import Normalizer, accuracy
 from .checkpoint import CheckpointError, load_supernet
 from .net import SuperNet
+from .sampling import largest
 
 
 def calibration_indices(n: int, batches: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -108,6 +110,13 @@ class SupernetScorer:
             self._calib[key] = [norm(x[i:i + bs].to(device)) for i in range(0, len(idx), bs) if len(idx) - i >= 2]
         return self._calib[key]
 
+    def scored_member(self, g: Genotype) -> Genotype:
+        """The member whose accuracy stands for `g`: `g` itself, or `g` at the largest kernels (``score_kernel``)."""
+        if self.cfg.score_kernel == "member":
+            return g
+        big = largest(self.net.space)
+        return g.replace(stages=tuple(dataclasses.replace(st, kernel=b.kernel) for st, b in zip(g.stages, big.stages)))
+
     def model(self, g: Genotype, splits: Splits, device: torch.device) -> nn.Module:
         """The member with inherited weights and recalibrated BatchNorm, on the device, in eval mode."""
         model = self.net.extract(g).to(device)
@@ -126,7 +135,7 @@ class SupernetScorer:
                 raise CheckpointError(f"the supernet has {self.net.num_classes} classes and {self.net.in_channels} "
                                       f"input channels, the data {splits.num_classes} and {splits.in_channels}")
             t0 = time.perf_counter()
-            model = self.model(g, splits, device)
+            model = self.model(self.scored_member(g), splits, device)
             t1 = time.perf_counter()
             x, y = splits.x_val, splits.y_val
             if limit is not None and limit < len(y):

@@ -81,7 +81,8 @@ def fingerprint(cfg: Config, space: SearchSpace) -> dict[str, Any]:
     for k in ("evaluator", "concurrent", "cuda_graphs", "threads", "eval_batch_size", "device"):
         train.pop(k, None)
     sn = dataclasses.asdict(cfg.supernet)
-    for k in ("checkpoint", "checkpoint_every", "eval_every", "eval_images", "bn_batches", "bn_batch_size"):
+    for k in ("checkpoint", "checkpoint_every", "eval_every", "eval_images", "bn_batches", "bn_batch_size",
+              "score_kernel"):
         sn.pop(k, None)
     return {"space": space.to_dict(), "data": dataclasses.asdict(cfg.data), "train": train, "supernet": sn}
 
@@ -209,7 +210,9 @@ class SupernetTrainer:
 
     # ---- evaluation -----------------------------------------------------------------------------
     def _evaluate(self, net: SuperNet, big: Any, small: Any) -> dict[str, float]:
-        scorer = SupernetScorer(dataclasses.replace(self.sn, checkpoint="<in memory>"), self.cfg.train)
+        # the curves follow the largest and smallest members themselves, whatever the search scores
+        scorer = SupernetScorer(dataclasses.replace(self.sn, checkpoint="<in memory>", score_kernel="member"),
+                                self.cfg.train)
         scorer._net = net
         out = {}
         was = net.training
