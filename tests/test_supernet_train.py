@@ -158,11 +158,10 @@ def test_search_with_the_supernet_evaluator(trained, tmp_path, controller):
 
 
 def test_scoring_at_the_largest_kernel_in_a_search_and_its_resume(trained, tmp_path):
-    from search_space.genotype import parse
-
     from nas.errors import UserError
     from nas.search import open_run_dir
     from nas.supernet.train import fingerprint
+    from search_space.genotype import parse
 
     cfg_path, ckpt = trained
     sets = ["train.evaluator=supernet", f"supernet.checkpoint={ckpt}", "search.budget=4", f"out={tmp_path / 'run'}"]
