@@ -451,6 +451,7 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         "machine": f"{os.cpu_count()} CPUs (load average {os.getloadavg()[1]:.1f} over the last 5 minutes), "
                    f"torch {__import__('torch').__version__}, 1 torch thread per process, 2 processes",
         "config": str(args.config.name), "space": str(Path(cfg.space).name), "candidates": len(keys),
+        "sample": "spread" if args.spread else "random",
         "train_images": int(round(cfg.data.subset * (1 - cfg.data.val_fraction))) if cfg.data.subset else None,
         "val_images": int(round(cfg.data.subset * cfg.data.val_fraction)) if cfg.data.subset else None,
         "supernet_recipe": dataclasses.asdict(cfg.supernet), "train_recipe": dataclasses.asdict(cfg.train),
@@ -495,6 +496,11 @@ def tastes(gs: list, estimators: dict[str, list[float | None]], corr) -> dict[st
             if any(x is not None for x in a)}
 
 
+def sample_words(n: int, spread: bool) -> str:
+    """How the report names the candidates: random members, or spread over the cost range (``--spread``)."""
+    return f"{n} members spread over the multiply-add range" if spread else f"{n} random members"
+
+
 def format_table(r: dict) -> str:
     def f(v, pct=False):
         if v is None:
@@ -502,7 +508,8 @@ def format_table(r: dict) -> str:
         return f"{100 * v:.2f}%" if pct else f"{v:+.3f}"
 
     kinds = [e["kind"] for e in r["supernets"]]
-    lines = [f"supernet study ({r['candidates']} random members of {r['space']}, {r['train_images']} training "
+    lines = [f"supernet study ({sample_words(r['candidates'], r.get('sample') == 'spread')} of {r['space']}, "
+             f"{r['train_images']} training "
              f"and {r['val_images']} validation images of CIFAR-10, {r['date']})",
              f"{'#':>3} {'MMACs':>6} {'alone':>8} {'test':>8} {'proxy':>8} "
              + " ".join(f"{k[:14]:>14}" for k in kinds) + "  genotype"]

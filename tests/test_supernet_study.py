@@ -104,6 +104,8 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     assert r["standalone_retest"]["seed_sd_points"] == pytest.approx(2.0 / 2 ** 0.5)
     printed = capsys.readouterr().out
     assert "standard 5-epoch proxy (timed from the stand-alone runs)" in printed
+    assert "supernet study (4 random members of space_cifar_oneshot.yaml, " in printed and r["sample"] == "random"
+    assert study.sample_words(16, True) == "16 members spread over the multiply-add range"
     assert "test-retest (another training seed, 1 candidates)" in printed
     assert "scored on 10000 CIFAR-10 test images" in printed
     assert r["supernets_on_test"] is None
