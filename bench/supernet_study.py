@@ -14,8 +14,9 @@ out, on which every estimator is scored), one torch thread per process:
    comparison's standard evaluator trains ``--standard-epochs`` (5); its time is taken from these
    runs (set-up and evaluation as measured, their training scaled to that many epochs).
 
-``--retest N`` trains the first N candidates alone again with another seed, which measures the
-reference's own noise (a reference noisier than the candidates' differences caps any tau);
+``--retest N`` trains N candidates (spaced evenly over the list) alone again with another seed, which
+measures the reference's own noise (a reference noisier than the candidates' differences caps any tau; the
+report simulates that ceiling);
 ``--variant NAME --sn-set KEY=VALUE`` trains and scores another supernet recipe on the same candidates.
 ``--test-images N`` trains every candidate alone again with the reference's recipe and seed and scores
 it on the validation split and on N images of CIFAR-10's test split (a fixed random draw), which nothing else
@@ -136,6 +137,8 @@ def _evaluate(kind: str, ev, gs: list, seeds: list[int], path: Path, claims: Pat
         row = {"kind": kind, "genotype": key, "accuracy": r.accuracy, "status": r.status, "reason": r.reason,
                "train_time_s": r.train_time_s, "eval_time_s": r.eval_time_s, "wall_s": wall, "steps": r.steps,
                "epochs": r.epochs, **extra}
+        if ev.train_cfg.evaluator == "supernet":  # the report tells rescorings of one checkpoint apart by it
+            row["score_kernel"] = ev.supernet_cfg.score_kernel
         _append(path, row)
         more = f", test {100 * extra['test_accuracy']:.2f}%" if "test_accuracy" in extra else ""
         _log(f"{kind} {i + 1}/{len(gs)}: {100 * r.accuracy:.2f}%{more} in {wall:.1f} s ({r.status})  {key}")
@@ -188,17 +191,24 @@ def run_standalone(args: argparse.Namespace, out: Path) -> None:
     _log("stand-alone trainings done (here)")
 
 
+def retest_picks(k: int, n: int) -> list[int]:
+    """Which of `k` candidates ``--retest n`` trains again: `n` spaced evenly over the list (the cost range, with --spread)."""
+    n = min(n, k)
+    return [i * k // n for i in range(n)]
+
+
 def run_retest(args: argparse.Namespace, out: Path) -> int:
-    """The first ``--retest N`` candidates trained alone again with another seed: the reference's own noise."""
+    """``--retest N`` candidates trained alone again with another seed: the reference's own noise."""
     import torch
 
     from nas.results import eval_seed
 
     torch.set_num_threads(1)
     cfg, gs, _ = _setup(args, out)
-    gs = gs[:args.retest]
+    gs = [gs[i] for i in retest_picks(len(gs), args.retest)]
     seeds = [eval_seed(cfg.search.seed + 1, g.to_string()) for g in gs]
-    _evaluate("standalone-retest", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "retest.jsonl")
+    _evaluate("standalone-retest", _trainer_evaluator(cfg, args.standalone_epochs), gs, seeds, out / "retest.jsonl",
+              claims=out / "claims", claim_prefix=f"retest{len(gs)}")
     return report(args, out)
 
 
@@ -350,6 +360,41 @@ def _variants(out: Path) -> list[tuple[str, Path, list[str]]]:
     return found
 
 
+SCORE_KEY = "supernet.score_kernel="
+
+
+def scoring(rows: list[dict], sets: list[str]) -> str:
+    """How a supernet of the study scored its members: as its rows record, else as its --sn-set says, else ``member``.
+
+    Rows and variants from before ``supernet.score_kernel`` existed were scored as drawn."""
+    recorded = [r["score_kernel"] for r in rows if r.get("score_kernel")]
+    if recorded:
+        return recorded[-1]
+    explicit = [s[len(SCORE_KEY):] for s in sets if s.startswith(SCORE_KEY)]
+    return explicit[-1] if explicit else "member"
+
+
+def training(sets: list[str]) -> tuple[str, ...]:
+    """A supernet's training recipe: its --sn-set without the scoring key (a rescoring shares its checkpoint)."""
+    return tuple(s for s in sets if not s.startswith(SCORE_KEY))
+
+
+def self_tau(accs: list[float], sd: float, trials: int = 2000, seed: int = 0) -> float | None:
+    """Expected Kendall tau between two trainings of these candidates, each `accs` plus seed noise of sd `sd`.
+
+    The ceiling of any estimator's tau against one such training. Slightly optimistic: `accs` carry
+    one draw of that noise already, which widens their spread."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    if len(accs) < 2 or sd <= 0:
+        return 1.0 if len(set(accs)) == len(accs) > 1 else None
+    rng = np.random.default_rng(seed)
+    a = np.asarray(accs, dtype=float)
+    taus = [kendalltau(a + rng.normal(0, sd, a.size), a + rng.normal(0, sd, a.size)).statistic for _ in range(trials)]
+    return float(np.mean(taus))
+
+
 def standard_seconds(runs: list[dict], epochs: float) -> float | None:
     """Mean seconds of the standard `epochs`-epoch evaluator, timed from the stand-alone runs.
 
@@ -390,19 +435,25 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
     diffs = [100 * (b - a) for a, b in zip(sa, again) if a is not None and b is not None]
     retest = ({"n": len(diffs), "differences_points": diffs,
                "mean_abs_difference_points": sum(abs(d) for d in diffs) / len(diffs),
-               "seed_sd_points": (sum(d * d for d in diffs) / len(diffs) / 2) ** 0.5} if diffs else None)
+               "seed_sd_points": (sum(d * d for d in diffs) / len(diffs) / 2) ** 0.5,
+               "vs_first": corr(sa, again)} if diffs else None)
+    if retest:
+        retest["simulated_self_tau"] = self_tau([a for a in sa if a is not None], retest["seed_sd_points"] / 100)
     macs = [float(cost(g).macs) for g in gs]  # the zero-cost baseline: bigger is better
     per_px = mean_wall("proxy")
     per_std = standard_seconds([rows[("standalone", k)] for k in keys if ("standalone", k) in rows],
                                args.standard_epochs)
     estimators = []
     scores: dict[str, list[float | None]] = {}  # each supernet's accuracies, read from the rows once
+    recipes: dict[str, tuple[str, tuple[str, ...]]] = {}  # kind -> (scoring, training recipe)
     for kind, folder, sets in _variants(out):
+        recipes[kind] = (scoring([rows[(kind, k)] for k in keys if (kind, k) in rows], sets), training(sets))
         summary_file = folder / "summary.json"
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
         per = mean_wall(kind)
         scores[kind] = acc(kind)
-        e = {"kind": kind, "sets": sets, "training": summary, "vs_standalone": corr(scores[kind], sa),
+        e = {"kind": kind, "sets": sets, "score_kernel": recipes[kind][0], "training": summary,
+             "vs_standalone": corr(scores[kind], sa),
              "vs_proxy": corr(scores[kind], px), "score_s": per}
         if per is not None and summary.get("train_s") is not None:
             # process-seconds: a training under torchrun occupies world_size processes (one thread each)
@@ -414,11 +465,18 @@ def report(args: argparse.Namespace, out: Path, cfg=None, gs=None) -> int:
         estimators.append(e)
     # How far two supernets agree bounds how well either can rank anything: seed and recalibration noise.
     kinds = list(scores)
-    mean_score = None
-    if len(kinds) > 1:  # an ensemble: each candidate's mean over the supernets that scored it all
-        means = [sum(scores[k][i] for k in kinds) / len(kinds) if all(scores[k][i] is not None for k in kinds)
+    mean_score = {}  # per way of scoring, an ensemble of distinct checkpoints: each candidate's mean score
+    for how in dict.fromkeys(recipes[k][0] for k in kinds):
+        members, trained = [], set()
+        for k in kinds:
+            if recipes[k][0] == how and recipes[k][1] not in trained:  # two scorings alike of one checkpoint: once
+                members.append(k)
+                trained.add(recipes[k][1])
+        if len(members) < 2:
+            continue
+        means = [sum(scores[k][i] for k in members) / len(members) if all(scores[k][i] is not None for k in members)
                  else None for i in range(len(keys))]
-        mean_score = {"supernets": kinds, "vs_standalone": corr(means, sa), "vs_proxy": corr(means, px)}
+        mean_score[how] = {"supernets": members, "vs_standalone": corr(means, sa), "vs_proxy": corr(means, px)}
     agreement = [{"a": a, "b": b, **corr(scores[a], scores[b])} for i, a in enumerate(kinds) for b in kinds[i + 1:]]
     tested = acc("standalone-test", "test_accuracy")
     test_ref = None
@@ -533,12 +591,13 @@ def format_table(r: dict) -> str:
     for e in r["supernets"]:
         c = e["vs_standalone"]
         t = e.get("training", {})
-        name = f"{e['kind']} ({t.get('sampling', '?')}, {t.get('epochs', 0):.0f} ep)"
+        at = ", largest kernel" if e.get("score_kernel") == "largest" else ""
+        name = f"{e['kind']} ({t.get('sampling', '?')}, {t.get('epochs', 0):.0f} ep{at})"
         lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}"
                      f"{e.get('per_candidate_s', 0):>13.2f}{e.get('candidates_per_hour', 0):>12.0f}")
-    if r.get("supernet_mean"):
-        c = r["supernet_mean"]["vs_standalone"]
-        name = f"mean score of the {len(r['supernet_mean']['supernets'])} supernets"
+    for how, m in (r.get("supernet_mean") or {}).items():
+        c = m["vs_standalone"]
+        name = f"mean score of {len(m['supernets'])} supernets" + (" (largest kernel)" if how == "largest" else "")
         lines.append(f"{name:<48}{f(c['kendall_tau']):>12}{f(c['spearman_rho']):>14}{c['n']:>4}")
     for name, e in (r.get("other_estimators") or {}).items():
         c = e["vs_standalone"]
@@ -558,7 +617,11 @@ def format_table(r: dict) -> str:
         t = r["standalone_retest"]
         lines.append(f"stand-alone test-retest (another training seed, {t['n']} candidates): mean |difference| "
                      f"{t['mean_abs_difference_points']:.2f} points, one training's seed noise about "
-                     f"{t['seed_sd_points']:.2f} points (sd)")
+                     f"{t['seed_sd_points']:.2f} points (sd); the two trainings rank them at tau "
+                     f"{f((t.get('vs_first') or {}).get('kendall_tau'))}")
+        if t.get("simulated_self_tau") is not None:
+            lines.append(f"  with that noise two trainings of the {r['candidates']} candidates would agree at about tau "
+                         f"{f(t['simulated_self_tau'])} (simulated): the ceiling of any estimator's tau here")
     t = r.get("test_reference")
     if t:
         lines.append("")
@@ -659,7 +722,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="config overrides of the supernet's training (repeatable), e.g. train.lr=0.1; "
                          "the candidates' trainings keep the config's")
     ap.add_argument("--retest", type=int, default=0, metavar="N",
-                    help="train the first N candidates alone again with another seed (the reference's own noise)")
+                    help="train N candidates, spaced evenly over the list, alone again with another seed (the "
+                         "reference's own noise); start it twice to use two cores")
     ap.add_argument("--test-images", type=int, default=0, metavar="N",
                     help="train every candidate alone again and score it on N CIFAR-10 test images too (a reference "
                          "without the validation split's sampling noise); start it twice to use two cores")

@@ -47,6 +47,48 @@ def test_standard_time_extends_a_shorter_reference_to_its_epochs(study):
     assert study.standard_seconds([{"wall_s": 50.0, "train_time_s": 40.0, "epochs": 2.0}], 5.0) == pytest.approx(110.0)
 
 
+def test_the_ensembles_count_each_checkpoint_once_per_way_of_scoring(study, tmp_path, capsys):
+    data = tmp_path / "cifar.npz"
+    data.write_bytes(b"")
+    out = tmp_path / "out"
+    out.mkdir()
+    from search_space import SearchSpace
+
+    gs = study._candidates(SearchSpace.from_yaml(ROOT / "configs" / "space_cifar_oneshot.yaml"), 4, 2024)
+    # kind -> (spec sets, the rows' recorded score_kernel, accuracies); "supernet" is the main one
+    supernets = {"supernet": (None, None, [0.40, 0.41, 0.42, 0.43]),
+                 "a_k5": ([], "largest", [0.43, 0.42, 0.41, 0.40]),  # the main checkpoint rescored: rows say so
+                 "b": (["supernet.seed=1"], None, [0.41, 0.40, 0.42, 0.43]),
+                 "b_again": (["supernet.seed=1"], None, [0.41, 0.40, 0.42, 0.43]),  # the same recipe, scored alike
+                 "b_k5": (["supernet.seed=1", "supernet.score_kernel=largest"], None, [0.40, 0.41, 0.43, 0.42])}
+    for name, (sets, how, accs) in supernets.items():
+        kind = "supernet" if name == "supernet" else f"supernet:{name}"
+        if sets is not None:
+            (out / f"variant-{name}.json").write_text(json.dumps({"name": name, "sets": sets}))
+        with open(out / ("main.jsonl" if sets is None else f"variant-{name}.jsonl"), "a") as f:
+            for g, acc in zip(gs, accs):
+                f.write(json.dumps({"kind": kind, "genotype": g.to_string(), "accuracy": acc, "status": "ok",
+                                    "wall_s": 2.0, **({"score_kernel": how} if how else {})}) + "\n")
+    with open(out / "standalone.jsonl", "a") as f:
+        for i, g in enumerate(gs):
+            f.write(json.dumps({"kind": "standalone", "genotype": g.to_string(), "accuracy": 0.5 + 0.01 * i,
+                                "status": "ok", "wall_s": 100.0, "train_time_s": 80.0, "epochs": 5.0}) + "\n")
+    assert study.main(["--data", str(data), "--out", str(out), "--candidates", "4", "--report",
+                       "--config", str(ROOT / "configs" / "supernet_cifar_oneshot.yaml")]) == 0
+    r = json.loads((out / "supernet_study.json").read_text())
+    assert {e["kind"]: e["score_kernel"] for e in r["supernets"]} == {
+        "supernet": "member", "supernet:a_k5": "largest", "supernet:b": "member", "supernet:b_again": "member",
+        "supernet:b_k5": "largest"}
+    m = r["supernet_mean"]
+    assert m["member"]["supernets"] == ["supernet", "supernet:b"]
+    assert m["largest"]["supernets"] == ["supernet:a_k5", "supernet:b_k5"]
+    means = [(a + b) / 2 for a, b in zip(supernets["a_k5"][2], supernets["b_k5"][2])]
+    assert m["largest"]["vs_standalone"]["kendall_tau"] == pytest.approx(study_tau(means))
+    printed = capsys.readouterr().out
+    assert "mean score of 2 supernets (largest kernel)" in printed and "mean score of 2 supernets  " in printed
+    assert "supernet:b_k5 (?, 0 ep, largest kernel)" in printed
+
+
 def test_report_from_rows_without_training(study, tmp_path, capsys):
     data = tmp_path / "cifar.npz"
     data.write_bytes(b"")  # never read: the report only needs the candidates, drawn from the space
@@ -78,7 +120,7 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     assert r["supernet_agreement"][0]["kendall_tau"] == pytest.approx(4 / 6)
     assert "supernet vs supernet:b: +0.667 (n 4)" in capsys.readouterr().out
     # the ensemble ranks by the two supernets' mean score of each candidate
-    m = r["supernet_mean"]
+    m = r["supernet_mean"]["member"]
     means = [(0.4 + 0.01 * i + b) / 2 for i, b in enumerate([0.41, 0.4, 0.42, 0.43])]
     assert m["supernets"] == ["supernet", "supernet:b"] and m["vs_standalone"]["n"] == 4
     assert m["vs_standalone"]["kendall_tau"] == pytest.approx(study_tau(means))
@@ -102,6 +144,9 @@ def test_report_from_rows_without_training(study, tmp_path, capsys):
     assert r["standalone_retest"]["n"] == 1
     assert r["standalone_retest"]["mean_abs_difference_points"] == pytest.approx(2.0)
     assert r["standalone_retest"]["seed_sd_points"] == pytest.approx(2.0 / 2 ** 0.5)
+    assert r["standalone_retest"]["vs_first"]["n"] == 1 and r["standalone_retest"]["vs_first"]["kendall_tau"] is None
+    # 1.4 points of seed noise against candidates 1 point apart: two trainings agree only in part
+    assert 0.2 < r["standalone_retest"]["simulated_self_tau"] < 0.8
     printed = capsys.readouterr().out
     assert "standard 5-epoch proxy (timed from the stand-alone runs)" in printed
     assert "supernet study (4 random members of space_cifar_oneshot.yaml, " in printed and r["sample"] == "random"
@@ -211,3 +256,31 @@ def test_supernet_test_scores_every_supernet_on_test_images(study, tmp_path, cap
     r = json.loads((out / "supernet_study.json").read_text())
     assert r["supernets_on_test"]["images"] == 30 and r["supernets_on_test"]["agreement"][0]["n"] == 3
     assert "on 30 CIFAR-10 test images (Kendall tau)" in capsys.readouterr().out
+
+
+def test_a_supernet_row_records_how_its_member_was_scored(study, tmp_path):
+    from types import SimpleNamespace
+
+    from nas.results import EvalResult
+    from search_space import SearchSpace
+
+    gs = study._candidates(SearchSpace.from_yaml(ROOT / "configs" / "space_cifar_oneshot.yaml"), 2, 2024)
+    for evaluator in ("supernet", "standard"):
+        ev = SimpleNamespace(train_cfg=SimpleNamespace(evaluator=evaluator),
+                             supernet_cfg=SimpleNamespace(score_kernel="largest"), prepare=lambda resolution: None,
+                             evaluate=lambda g, seed: EvalResult(accuracy=0.5, train_time_s=0.0))
+        path = tmp_path / f"{evaluator}.jsonl"
+        study._evaluate(evaluator, ev, gs, [0, 1], path)
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(rows) == 2
+        assert [r.get("score_kernel") for r in rows] == (["largest"] * 2 if evaluator == "supernet" else [None] * 2)
+
+
+def test_the_retest_spreads_its_candidates_and_simulates_the_ceiling(study):
+    assert study.retest_picks(16, 6) == [0, 2, 5, 8, 10, 13]
+    assert study.retest_picks(16, 16) == list(range(16)) and study.retest_picks(4, 9) == [0, 1, 2, 3]
+    accs = [0.70 + 0.01 * i for i in range(16)]
+    assert study.self_tau(accs, 0.0) == 1.0 and study.self_tau([0.7], 0.01) is None
+    quiet, loud = study.self_tau(accs, 0.0005), study.self_tau(accs, 1.0)
+    assert quiet > 0.9 and abs(loud) < 0.2  # noise well under the spacing keeps the order; far above, none of it
+    assert study.self_tau(accs, 0.005) == study.self_tau(accs, 0.005)  # seeded: a report is reproducible
